@@ -1,0 +1,77 @@
+"""The one interface every launcher (local processes, Kubernetes pods, replay of recorded
+runs) offers to the rest of the plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A set of ranks sharing one environment; tests with other NCCL settings get another."""
+
+    name: str  # "default", or the overrides spelled out, e.g. "NCCL_P2P_DISABLE=1"
+    nranks: int
+    backend: str  # "nccl" or "gloo"
+    directory: Path  # this pool's artifacts: per-rank output and NCCL debug logs
+    timeout: float  # seconds for start-up and for each job
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the caller's environment
+
+
+@dataclass(frozen=True)
+class RankProblem:
+    rank: int
+    state: (
+        str  # "no reply (process alive, sleeping)", "exited with code -9 (SIGKILL)", "error: ..."
+    )
+    logs: Sequence[tuple[Path, str]] = ()  # (file, its last lines)
+
+
+class RankFailure(Exception):
+    """Some ranks did not finish a job. ``str()`` names them, says why and shows their logs."""
+
+    def __init__(self, pool: str, what: str, summary: str, problems: Sequence[RankProblem]) -> None:
+        self.pool = pool
+        self.what = what
+        self.summary = summary
+        self.problems = tuple(problems)
+        super().__init__(self.render())
+
+    @property
+    def ranks(self) -> list[int]:
+        return [p.rank for p in self.problems]
+
+    def render(self) -> str:
+        lines = [f"rank pool {self.pool!r}: {self.what}: {self.summary}"]
+        lines += [f"  rank {p.rank}: {p.state}" for p in self.problems]
+        for problem in self.problems:
+            for path, tail in problem.logs:
+                lines.append(f"--- rank {problem.rank}: last lines of {path}")
+                lines.append(tail.rstrip("\n") or "(empty)")
+        return "\n".join(lines)
+
+
+class RankPool(Protocol):
+    spec: PoolSpec
+
+    @property
+    def hello(self) -> list[Message]:
+        """What each rank reported after joining (host, pid, versions, device), by rank."""
+
+    def run(self, job: Message, what: str) -> list[Message]:
+        """Send ``job`` to every rank; return the results by rank or raise RankFailure."""
+
+    def close(self) -> None:
+        """Stop every rank; after this no process of the pool is left."""
+
+
+class Launcher(Protocol):
+    name: str
+
+    def start(self, spec: PoolSpec) -> RankPool:
+        """Start ``spec.nranks`` ranks and wait until all joined; RankFailure otherwise."""

@@ -1,0 +1,88 @@
+"""From per-rank replies to one measurement, with nccl-tests' conventions: a rank's time is
+the median of its iterations, the collective's time is the slowest rank's, algbw is the
+message size over that time and busbw is algbw times the collective's factor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .collectives import Collective
+from .units import format_size
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    rank: int
+    index: int
+    got: float
+    want: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    collective: Collective
+    nbytes: int
+    dtype: str
+    nranks: int
+    warmup: int
+    iters: int
+    rank_median_ms: tuple[float, ...]  # by rank; empty when nothing was timed
+    checked: int  # result elements compared on each rank (0: not verified)
+    mismatches: int  # summed over ranks
+    first_mismatch: Mismatch | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.collective.value} {format_size(self.nbytes)}"
+
+    @property
+    def time_ms(self) -> float:
+        return max(self.rank_median_ms)
+
+    @property
+    def slowest_rank(self) -> int:
+        return self.rank_median_ms.index(self.time_ms)
+
+    @property
+    def algbw_gbps(self) -> float:
+        return bandwidth(self.collective, self.nbytes, self.nranks, self.time_ms)[0]
+
+    @property
+    def busbw_gbps(self) -> float:
+        return bandwidth(self.collective, self.nbytes, self.nranks, self.time_ms)[1]
+
+
+def bandwidth(
+    collective: Collective, nbytes: int, nranks: int, time_ms: float
+) -> tuple[float, float]:
+    """(algbw, busbw) in GB/s (10^9 bytes per second, as nccl-tests prints)."""
+    algbw = nbytes / (time_ms / 1e3) / 1e9
+    return algbw, algbw * collective.busbw_factor(nranks)
+
+
+def from_results(
+    collective: Collective, dtype: str, warmup: int, iters: int, results: Sequence[dict[str, Any]]
+) -> Measurement:
+    """Combine the replies of every rank (index = rank) to one collective job."""
+    medians = tuple(float(r["median_ms"]) for r in results if r.get("median_ms") is not None)
+    if medians and len(medians) != len(results):
+        raise ValueError("some ranks timed the collective and others did not")
+    first: Mismatch | None = None
+    for rank, reply in enumerate(results):
+        bad = reply.get("first_mismatch")
+        if bad and first is None:
+            first = Mismatch(rank, int(bad["index"]), float(bad["got"]), float(bad["want"]))
+    return Measurement(
+        collective=collective,
+        nbytes=int(results[0]["nbytes"]),
+        dtype=dtype,
+        nranks=len(results),
+        warmup=warmup,
+        iters=iters,
+        rank_median_ms=medians,
+        checked=int(results[0].get("checked", 0)),
+        mismatches=sum(int(r.get("mismatches", 0)) for r in results),
+        first_mismatch=first,
+    )

@@ -1,0 +1,190 @@
+"""pytest wiring only: options, hooks and fixtures. The work happens in plain modules
+(settings, profiles, inventory, session, launch, verdicts, report)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .checks import Fabric
+from .inventory import take_inventory
+from .launch.local import LocalLauncher
+from .profiles import ProfileError, load_catalogue
+from .report import build_json, header_lines, summary_lines, write_json
+from .session import FabricSession, TestRecord
+from .settings import OPTIONS, SettingError, Settings, resolve
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SESSION_KEY = pytest.StashKey[FabricSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gpufabric", "GPU interconnect acceptance (pytest-gpufabric)")
+    for spec in OPTIONS:
+        where = f"Env: {spec.env}. Ini: {spec.ini}."
+        group.addoption(
+            spec.flag,
+            dest=spec.dest,
+            metavar=spec.metavar,
+            action="append" if spec.multiple else "store",
+            default=None,
+            help=f"{spec.help}. {where}",
+        )
+        if spec.multiple:  # ini paths resolve against the ini file's directory
+            parser.addini(spec.ini, help=spec.help, type="paths")
+        else:
+            parser.addini(spec.ini, help=spec.help, type="string")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    cli = {spec.dest: config.getoption(spec.dest) for spec in OPTIONS}
+    ini = {spec.ini: config.getini(spec.ini) for spec in OPTIONS}
+    try:
+        return resolve(
+            cli,
+            os.environ,
+            ini,
+            ini_file=config.inipath,
+            cwd=config.invocation_params.dir,
+        )
+    except SettingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _build_session(config: pytest.Config) -> FabricSession:
+    """Load profiles, look at the node, pick the profile; any problem is a usage error."""
+    if SESSION_KEY in config.stash:
+        return config.stash[SESSION_KEY]
+    if hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            "pytest-gpufabric cannot run under pytest-xdist: concurrent collectives would "
+            "contend for the same GPUs (drop -n)"
+        )
+    settings = config.stash[SETTINGS_KEY]
+    try:
+        catalogue = load_catalogue(settings.thresholds.value)
+    except ProfileError as exc:
+        raise pytest.UsageError(*exc.problems) from None
+    try:
+        session = FabricSession.build(
+            settings, catalogue, take_inventory(os.environ), LocalLauncher()
+        )
+    except SettingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_SessionHooks(session, config), "gpufabric-session")
+    return session
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("help") or config.getoption("version"):
+        return
+    settings = _settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    if settings.explicit:
+        # Asked for by name: fail now on a bad profile or node, before any test runs.
+        _build_session(config)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if SESSION_KEY not in config.stash:
+        return []
+    return header_lines(config.stash[SESSION_KEY])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "gpufabric_bandwidth_case" in metafunc.fixturenames:
+        session = _build_session(metafunc.config)
+        cases = session.bandwidth_cases()
+        metafunc.parametrize("gpufabric_bandwidth_case", cases, ids=[c.id for c in cases])
+    if "gpufabric_correctness_case" in metafunc.fixturenames:
+        session = _build_session(metafunc.config)
+        checks = session.correctness_cases()
+        metafunc.parametrize("gpufabric_correctness_case", checks, ids=[c.id for c in checks])
+
+
+# Suites run node checks first (they start the rank pool), then correctness, then bandwidth.
+_ORDER = {"gpufabric_correctness_case": 1, "gpufabric_bandwidth_case": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        names = getattr(item, "fixturenames", ())
+        return max((_ORDER.get(name, 0) for name in names), default=0)
+
+    items.sort(key=rank)  # stable: every other order is kept
+
+
+class _SessionHooks:
+    """Hooks that only exist while a gpufabric session does."""
+
+    def __init__(self, session: FabricSession, config: pytest.Config) -> None:
+        self.session = session
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            message = ""
+            if report.skipped and isinstance(report.longrepr, tuple):
+                message = str(report.longrepr[2])
+            elif report.failed:
+                message = report.longreprtext
+            self.session.records.append(
+                TestRecord(
+                    report.nodeid,
+                    report.outcome,
+                    report.duration,
+                    dict(report.user_properties),
+                    message,
+                )
+            )
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        lines = summary_lines(self.session)
+        if lines:
+            terminalreporter.write_sep("-", "gpufabric")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.session.close()
+        path = self.session.settings.json.value
+        if path is not None:
+            write_json(path, build_json(self.session, int(exitstatus)))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # Also reached after Ctrl-C and internal errors: no rank may outlive pytest.
+        self.session.close()
+
+
+@pytest.fixture(scope="session")
+def gpufabric_session(
+    request: pytest.FixtureRequest,
+    record_testsuite_property: Callable[[str, object], None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FabricSession]:
+    """The run's FabricSession (profile, node inventory, rank pools)."""
+    session = _build_session(request.config)
+    yield session
+    session.close()
+    for name, value in session.facts().items():
+        record_testsuite_property(name, value)
+
+
+@pytest.fixture
+def gpufabric(
+    gpufabric_session: FabricSession,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Fabric:
+    """Checks for suite tests: ``gpufabric.check_busbw(case)`` and friends (see checks.Fabric)."""
+    return Fabric(
+        gpufabric_session,
+        request.node,
+        lambda: Path(tmp_path_factory.mktemp("gpufabric-artifacts", numbered=True)),
+    )

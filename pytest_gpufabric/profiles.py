@@ -1,0 +1,283 @@
+"""Instance profiles: what a node of a given type must have and how fast its collectives
+must be. One YAML file per profile in ``thresholds/``; docs/profiles.md documents every key.
+
+Every floor keeps the file and line it came from and its ``source``, so a failing test can
+say where the expectation came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .collectives import DTYPE_SIZES, Collective
+from .units import format_size, parse_size
+from .yamlfile import LineMap, YamlError, load_yaml
+
+
+class ProfileError(Exception):
+    """One or more problems in profile files, each ``file:line: key: problem``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Minimum bus bandwidth for one collective at one message size."""
+
+    collective: Collective
+    nbytes: int
+    busbw_gbps: float
+    source: str
+    margin: str
+    file: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.collective.value}-{format_size(self.nbytes)}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    file: Path
+    description: str
+    gpu_model: str
+    gpu_count: int
+    dtype: str
+    warmup: int
+    iters: int
+    floors: tuple[Floor, ...] = field(default_factory=tuple)
+
+    def floor_for(self, collective: Collective, nbytes: int) -> Floor | None:
+        for floor in self.floors:
+            if floor.collective is collective and floor.nbytes == nbytes:
+                return floor
+        return None
+
+
+class _Checker:
+    """Collects problems with their location instead of stopping at the first one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, line: int, key: str, text: str) -> None:
+        self.problems.append(f"{self.path}:{line}: {key}: {text}")
+
+    def mapping(self, parent: LineMap, key: str, *, required: bool = True) -> LineMap | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.problem(parent.line, key, "missing")
+            return None
+        if not isinstance(value, LineMap):
+            self.problem(parent.line_of(key), key, f"must be a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def text(self, parent: LineMap, key: str, *, required: bool = True) -> str | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.problem(parent.line, key, "missing")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(
+                parent.line_of(key), key, f"must be a non-empty string, got {_kind(value)}"
+            )
+            return None
+        return value.strip()
+
+    def integer(self, parent: LineMap, key: str, default: int, minimum: int) -> int:
+        value = parent.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.problem(
+                parent.line_of(key), key, f"must be an integer >= {minimum}, got {value!r}"
+            )
+            return default
+        return value
+
+    def unknown_keys(self, parent: LineMap, allowed: Iterable[str], where: str) -> None:
+        allowed = set(allowed)
+        for key in parent:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.problem(parent.line_of(key), f"{where}{key}", f"unknown key (allowed: {hint})")
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, LineMap):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+_TOP_KEYS = ("name", "description", "gpu", "bandwidth")
+_GPU_KEYS = ("model", "count")
+_BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "intra_node")
+_SECTION_KEYS = ("source", "margin", "floors")
+_FLOOR_KEYS = ("busbw_gbps", "source")
+
+
+def parse_profile(data: Any, path: Path) -> Profile:
+    """Validate one parsed profile file; raise :class:`ProfileError` listing every problem."""
+    check = _Checker(path)
+    if not isinstance(data, LineMap):
+        raise ProfileError([f"{path}:1: a profile must be a YAML mapping, got {_kind(data)}"])
+    check.unknown_keys(data, _TOP_KEYS, "")
+    name = check.text(data, "name")
+    if name is not None and name != path.stem:
+        check.problem(
+            data.line_of("name"), "name", f"{name!r} must match the file name {path.stem!r}"
+        )
+    description = check.text(data, "description", required=False) or ""
+    gpu = check.mapping(data, "gpu")
+    model, count = "", 0
+    if gpu is not None:
+        check.unknown_keys(gpu, _GPU_KEYS, "gpu.")
+        model = check.text(gpu, "model") or ""
+        count = check.integer(gpu, "count", 0, 1)
+    dtype, warmup, iters = "bfloat16", 5, 20
+    floors: list[Floor] = []
+    bandwidth = check.mapping(data, "bandwidth", required=False)
+    if bandwidth is not None:
+        check.unknown_keys(bandwidth, _BANDWIDTH_KEYS, "bandwidth.")
+        dtype = bandwidth.get("dtype", dtype)
+        if dtype not in DTYPE_SIZES:
+            check.problem(
+                bandwidth.line_of("dtype"),
+                "bandwidth.dtype",
+                f"{dtype!r} is not one of {', '.join(DTYPE_SIZES)}",
+            )
+            dtype = "bfloat16"
+        warmup = check.integer(bandwidth, "warmup", warmup, 0)
+        iters = check.integer(bandwidth, "iters", iters, 1)
+        section = check.mapping(bandwidth, "intra_node", required=False)
+        if section is not None:
+            floors = _parse_floors(check, section, "bandwidth.intra_node")
+    if check.problems or name is None:
+        raise ProfileError(check.problems)
+    return Profile(name, path, description, model, count, dtype, warmup, iters, tuple(floors))
+
+
+def _parse_floors(check: _Checker, section: LineMap, where: str) -> list[Floor]:
+    check.unknown_keys(section, _SECTION_KEYS, f"{where}.")
+    default_source = check.text(section, "source", required=False)
+    margin = check.text(section, "margin", required=False) or ""
+    table = check.mapping(section, "floors")
+    floors: list[Floor] = []
+    if table is None:
+        return floors
+    for op_name, sizes in table.items():
+        key = f"{where}.floors.{op_name}"
+        try:
+            collective = Collective(op_name)
+        except ValueError:
+            known = ", ".join(c.value for c in Collective)
+            check.problem(table.line_of(op_name), key, f"unknown collective (known: {known})")
+            continue
+        if not isinstance(sizes, LineMap):
+            check.problem(table.line_of(op_name), key, "must map message sizes to busbw floors")
+            continue
+        for size_text, entry in sizes.items():
+            line = sizes.line_of(size_text)
+            size_key = f"{key}.{size_text}"
+            try:
+                nbytes = parse_size(size_text)
+            except ValueError as exc:
+                check.problem(line, size_key, str(exc))
+                continue
+            value, source = entry, default_source
+            if isinstance(entry, LineMap):
+                check.unknown_keys(entry, _FLOOR_KEYS, f"{size_key}.")
+                value = entry.get("busbw_gbps")
+                source = check.text(entry, "source", required=False) or default_source
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                check.problem(
+                    line, size_key, f"busbw floor must be a number > 0 (GB/s), got {value!r}"
+                )
+                continue
+            if source is None:
+                check.problem(line, size_key, f"no source: give one here or as {where}.source")
+                continue
+            floors.append(Floor(collective, nbytes, float(value), source, margin, check.path, line))
+    return floors
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        return parse_profile(load_yaml(path), path)
+    except YamlError as exc:
+        raise ProfileError([str(exc)]) from exc
+
+
+def shipped_profile_dir() -> Path:
+    """thresholds/ inside the installed package (wheel), else the checkout's top level."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "thresholds", here.parent / "thresholds"):
+        if candidate.is_dir():
+            return candidate
+    raise ProfileError([f"{here}: shipped profiles not found (no thresholds/ directory)"])
+
+
+def _yaml_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+    if path.is_file():
+        return [path]
+    raise ProfileError([f"{path}: no such file or directory"])
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """All profiles the run knows: shipped ones, overridden by the user's files."""
+
+    profiles: Mapping[str, Profile]
+
+    def names(self) -> list[str]:
+        return sorted(self.profiles)
+
+    def get(self, name: str) -> Profile | None:
+        return self.profiles.get(name)
+
+
+def load_catalogue(extra: Iterable[Path] = (), shipped: Path | None = None) -> Catalogue:
+    """Load and validate every profile; a user file replaces the shipped profile of the same
+    name. All problems of all files are reported together."""
+    problems: list[str] = []
+    profiles: dict[str, Profile] = {}
+    for layer in ([shipped or shipped_profile_dir()], list(extra)):
+        seen: dict[str, Path] = {}
+        for root in layer:
+            try:
+                files = _yaml_files(root)
+            except ProfileError as exc:
+                problems.extend(exc.problems)
+                continue
+            for path in files:
+                try:
+                    profile = load_profile(path)
+                except ProfileError as exc:
+                    problems.extend(exc.problems)
+                    continue
+                if profile.name in seen:
+                    other = seen[profile.name]
+                    problems.append(f"{path}:1: name: profile {profile.name!r} is also in {other}")
+                    continue
+                seen[profile.name] = path
+                profiles[profile.name] = profile
+    if problems:
+        raise ProfileError(problems)
+    return Catalogue(profiles)

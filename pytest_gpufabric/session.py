@@ -1,0 +1,314 @@
+"""The run's state on the controller: which profile judges this node, what the node has,
+which rank pools are up, and what every test measured. No pytest imports: plugin.py wires
+this object into hooks and fixtures."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
+from .inventory import Inventory
+from .launch.base import Launcher, PoolSpec, RankFailure, RankPool
+from .measure import Measurement, from_results
+from .profiles import Catalogue, Floor, Profile
+from .settings import SettingError, Settings
+from .units import format_size
+
+# Correctness runs use element counts that are prime per rank-chunk, so tails, unaligned
+# chunks and uneven channel splits are all exercised.
+CORRECTNESS_CHUNKS_CPU = (1021, 65537)
+CORRECTNESS_CHUNKS_GPU = (1021, 65537, 4194319)
+
+
+class PoolDown(Exception):
+    """The pool for this environment failed earlier in the session; the message says where."""
+
+
+@dataclass(frozen=True)
+class BandwidthCase:
+    collective: Collective
+    nbytes: int
+    floor: Floor | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.collective.value}-{format_size(self.nbytes)}"
+
+
+@dataclass(frozen=True)
+class CorrectnessCase:
+    collective: Collective
+    chunk: int  # elements per rank-chunk
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.collective.value}-{self.chunk}x{self.dtype}"
+
+    def nbytes(self, nranks: int) -> int:
+        """The nccl-tests size whose layout has exactly ``chunk`` elements per rank-chunk."""
+        per_rank = self.chunk * DTYPE_SIZES[self.dtype]
+        if self.collective in (
+            Collective.ALL_GATHER,
+            Collective.REDUCE_SCATTER,
+            Collective.ALLTOALL,
+        ):
+            return per_rank * nranks
+        return per_rank
+
+
+@dataclass
+class TestRecord:
+    nodeid: str
+    outcome: str
+    duration_s: float
+    properties: dict[str, Any]
+    message: str
+
+
+def choose_profile(
+    settings: Settings, catalogue: Catalogue, inventory: Inventory
+) -> tuple[Profile | None, str]:
+    """The profile that judges this node and why it was chosen; SettingError when none fits."""
+    name = settings.instance.value
+    if name != "auto":
+        profile = catalogue.get(name)
+        if profile is None:
+            raise SettingError(
+                f"--gpufabric-instance: unknown instance type {name!r} (from "
+                f"{settings.instance.source}); known: {', '.join(catalogue.names())}"
+            )
+        return profile, f"{name} from {settings.instance.source}"
+    if not inventory.gpus:
+        return None, f"auto: no GPU visible ({inventory.no_gpu_reason}); gloo on CPU, no floors"
+    model, count = inventory.gpu_model or "", len(inventory.gpus)
+    matches = [
+        p
+        for p in catalogue.profiles.values()
+        if p.gpu_model.lower() == model.lower() and p.gpu_count == count
+    ]
+    if len(matches) == 1:
+        return matches[0], f"auto: {count} × {model} matches {matches[0].name}"
+    found = f"{count} × {model}"
+    if not matches:
+        raise SettingError(
+            f"--gpufabric-instance auto: no profile matches this node ({found}); known: "
+            f"{', '.join(catalogue.names())}. Pass --gpufabric-instance NAME, or add a profile "
+            "for this node (docs/profiles.md)"
+        )
+    raise SettingError(
+        f"--gpufabric-instance auto: {found} matches several profiles "
+        f"({', '.join(sorted(p.name for p in matches))}); pass --gpufabric-instance NAME"
+    )
+
+
+def inventory_problem(profile: Profile | None, inventory: Inventory) -> str | None:
+    """Why this node does not look like the profile's node, or None."""
+    if profile is None:
+        return None
+    have = f"{len(inventory.gpus)} × {inventory.gpu_model}" if inventory.gpus else "no GPU"
+    want = f"{profile.gpu_count} × {profile.gpu_model}"
+    if (
+        len(inventory.gpus) == profile.gpu_count
+        and (inventory.gpu_model or "").lower() == profile.gpu_model.lower()
+    ):
+        return None
+    reason = f" ({inventory.no_gpu_reason})" if not inventory.gpus else ""
+    return (
+        f"profile {profile.name} expects {want} ({profile.file}); "
+        f"this node has {have} visible{reason}"
+    )
+
+
+def _pool_dir_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
+@dataclass
+class FabricSession:
+    settings: Settings
+    catalogue: Catalogue
+    profile: Profile | None
+    profile_reason: str
+    inventory: Inventory
+    backend: str
+    nranks: int
+    launcher: Launcher
+    artifacts: Path | None = None
+    records: list[TestRecord] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    _pool: RankPool | None = None
+    _pool_key: tuple[tuple[str, str], ...] | None = None
+    _down: dict[tuple[tuple[str, str], ...], str] = field(default_factory=dict)
+    _hello: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, catalogue: Catalogue, inventory: Inventory, launcher: Launcher
+    ) -> FabricSession:
+        profile, reason = choose_profile(settings, catalogue, inventory)
+        backend = "nccl" if inventory.gpus else "gloo"
+        nranks = settings.nprocs.value or (len(inventory.gpus) if inventory.gpus else 2)
+        if backend == "nccl" and nranks > len(inventory.gpus):
+            raise SettingError(
+                f"--gpufabric-nprocs: {nranks} ranks (from {settings.nprocs.source}) but only "
+                f"{len(inventory.gpus)} GPUs are visible on {inventory.hostname}"
+            )
+        return cls(
+            settings,
+            catalogue,
+            profile,
+            reason,
+            inventory,
+            backend,
+            nranks,
+            launcher,
+            artifacts=settings.artifacts.value,
+        )
+
+    # --- what the suites run -------------------------------------------------------------
+
+    @property
+    def inventory_problem(self) -> str | None:
+        return inventory_problem(self.profile, self.inventory)
+
+    @property
+    def dtype(self) -> str:
+        return self.profile.dtype if self.profile and self.backend == "nccl" else "float32"
+
+    def bandwidth_cases(self) -> list[BandwidthCase]:
+        if self.profile is None or not self.profile.floors:
+            return [BandwidthCase(c, 1 << 20, None) for c in ALL_COLLECTIVES]
+        return [BandwidthCase(f.collective, f.nbytes, f) for f in self.profile.floors]
+
+    def correctness_cases(self) -> list[CorrectnessCase]:
+        chunks = CORRECTNESS_CHUNKS_GPU if self.backend == "nccl" else CORRECTNESS_CHUNKS_CPU
+        dtype = self.dtype
+        try:
+            pattern_modulus(dtype, self.nranks)
+        except ValueError:
+            dtype = "float32"  # too many ranks for an exact bf16 sum
+        return [CorrectnessCase(c, n, dtype) for c in ALL_COLLECTIVES for n in chunks]
+
+    def bandwidth_skip_reason(self, case: BandwidthCase) -> str | None:
+        """Why this bandwidth case cannot be judged on this run, or None."""
+        if self.nranks < 2:
+            return f"{self.nranks} rank: bus bandwidth needs at least 2 ranks"
+        if self.profile is None:
+            return f"no instance profile ({self.profile_reason}): nothing to judge busbw against"
+        if case.floor is None:
+            return f"profile {self.profile.name} has no busbw floors ({self.profile.file})"
+        if self.inventory_problem:
+            return f"node does not match the profile: {self.inventory_problem}"
+        if self.nranks != self.profile.gpu_count:
+            return (
+                f"the floors of {self.profile.name} are for {self.profile.gpu_count} ranks; "
+                f"this run has {self.nranks} (from {self.settings.nprocs.source})"
+            )
+        return None
+
+    # --- rank pools ------------------------------------------------------------------------
+
+    def pool(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        default_artifacts: Callable[[], Path],
+        requester: str = "",
+    ) -> RankPool:
+        """The running pool for ``env`` (started on first use). One pool runs at a time: a
+        request for another environment stops the current one, so pools never contend."""
+        key = tuple(sorted((env or {}).items()))
+        name = ",".join(f"{k}={v}" for k, v in key) or "default"
+        if key in self._down:
+            raise PoolDown(f"rank pool {name!r} is down since {self._down[key]}")
+        if self._pool is not None and self._pool_key == key:
+            return self._pool
+        self.close()
+        if self.artifacts is None:
+            self.artifacts = default_artifacts()
+        spec = PoolSpec(
+            name=name,
+            nranks=self.nranks,
+            backend=self.backend,
+            directory=self.artifacts / _pool_dir_name(name),
+            timeout=self.settings.timeout.value,
+            env=dict(key),
+        )
+        try:
+            self._pool = self.launcher.start(spec)
+        except RankFailure as exc:
+            self._down[key] = f"{requester} (start-up: {exc.summary})"
+            raise
+        self._pool_key = key
+        if not self._hello:
+            self._hello = list(self._pool.hello)
+        return self._pool
+
+    def run_collective(
+        self,
+        collective: Collective,
+        nbytes: int,
+        *,
+        dtype: str,
+        warmup: int,
+        iters: int,
+        verify: bool,
+        pool: RankPool,
+        requester: str = "",
+    ) -> Measurement:
+        shape = layout(collective, nbytes, self.nranks, dtype)
+        job = {
+            "op": "collective",
+            "collective": collective.value,
+            "nbytes": nbytes,
+            "dtype": dtype,
+            "warmup": warmup,
+            "iters": iters,
+            "verify": verify,
+        }
+        what = f"{collective.value} {format_size(shape.nbytes)} {dtype}"
+        try:
+            results = pool.run(job, what)
+        except RankFailure as exc:
+            self._down[self._pool_key or ()] = f"{requester} ({what}: {exc.summary})"
+            raise
+        return from_results(collective, dtype, warmup, iters, results)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        self._pool, self._pool_key = None, None
+
+    # --- what the reports say ------------------------------------------------------------
+
+    def facts(self) -> dict[str, Any]:
+        """Run-wide facts: JUnit testsuite properties and the JSON report's "run"."""
+        inv = self.inventory
+        facts: dict[str, Any] = {
+            "instance": self.profile.name if self.profile else "none",
+            "instance_reason": self.profile_reason,
+            "profile_file": str(self.profile.file) if self.profile else "",
+            "backend": self.backend,
+            "nranks": self.nranks,
+            "hostname": inv.hostname,
+            "gpu_model": inv.gpu_model or "none",
+            "gpu_count": len(inv.gpus),
+            "driver": inv.driver or "none",
+            "torch_version": inv.torch_version or "unknown",
+            "timeout_s": self.settings.timeout.value,
+            "artifacts": str(self.artifacts) if self.artifacts else "",
+        }
+        if self._hello:
+            first = self._hello[0]
+            facts["rank_torch_version"] = first.get("torch", "")
+            if "nccl" in first:
+                facts["nccl_version"] = first["nccl"]
+                facts["cuda_version"] = first.get("cuda") or ""
+            facts["init_s"] = max(h.get("init_s", 0.0) for h in self._hello)
+        return facts

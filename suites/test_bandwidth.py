@@ -1,0 +1,10 @@
+"""Bus bandwidth of every collective × message size the instance profile has a floor for."""
+
+from __future__ import annotations
+
+from pytest_gpufabric.checks import Fabric
+from pytest_gpufabric.session import BandwidthCase
+
+
+def test_busbw(gpufabric: Fabric, gpufabric_bandwidth_case: BandwidthCase) -> None:
+    gpufabric.check_busbw(gpufabric_bandwidth_case)

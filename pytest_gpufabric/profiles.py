@@ -56,7 +56,13 @@ class Profile:
     dtype: str
     warmup: int
     iters: int
+    ranks: int  # the rank count the floors hold for (default: one per GPU)
     floors: tuple[Floor, ...] = field(default_factory=tuple)
+
+    @property
+    def backend(self) -> str:
+        """gpu.count 0 describes a CPU-only node: its floors are for gloo."""
+        return "nccl" if self.gpu_count else "gloo"
 
     def floor_for(self, collective: Collective, nbytes: int) -> Floor | None:
         for floor in self.floors:
@@ -126,7 +132,7 @@ def _kind(value: object) -> str:
 
 _TOP_KEYS = ("name", "description", "gpu", "bandwidth")
 _GPU_KEYS = ("model", "count")
-_BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "intra_node")
+_BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "ranks", "intra_node")
 _SECTION_KEYS = ("source", "margin", "floors")
 _FLOOR_KEYS = ("busbw_gbps", "source")
 
@@ -147,9 +153,9 @@ def parse_profile(data: Any, path: Path) -> Profile:
     model, count = "", 0
     if gpu is not None:
         check.unknown_keys(gpu, _GPU_KEYS, "gpu.")
-        model = check.text(gpu, "model") or ""
-        count = check.integer(gpu, "count", 0, 1)
-    dtype, warmup, iters = "bfloat16", 5, 20
+        count = check.integer(gpu, "count", 0, 0)
+        model = (check.text(gpu, "model") or "") if count else str(gpu.get("model", "none"))
+    dtype, warmup, iters, ranks = "bfloat16", 5, 20, count
     floors: list[Floor] = []
     bandwidth = check.mapping(data, "bandwidth", required=False)
     if bandwidth is not None:
@@ -164,12 +170,21 @@ def parse_profile(data: Any, path: Path) -> Profile:
             dtype = "bfloat16"
         warmup = check.integer(bandwidth, "warmup", warmup, 0)
         iters = check.integer(bandwidth, "iters", iters, 1)
+        ranks = check.integer(bandwidth, "ranks", count, 1)
         section = check.mapping(bandwidth, "intra_node", required=False)
         if section is not None:
             floors = _parse_floors(check, section, "bandwidth.intra_node")
+    if floors and ranks < 2:
+        check.problem(
+            bandwidth.line_of("ranks") if bandwidth else data.line,
+            "bandwidth.ranks",
+            f"floors need at least 2 ranks, got {ranks} (set bandwidth.ranks for a CPU node)",
+        )
     if check.problems or name is None:
         raise ProfileError(check.problems)
-    return Profile(name, path, description, model, count, dtype, warmup, iters, tuple(floors))
+    return Profile(
+        name, path, description, model, count, dtype, warmup, iters, ranks, tuple(floors)
+    )
 
 
 def _parse_floors(check: _Checker, section: LineMap, where: str) -> list[Floor]:

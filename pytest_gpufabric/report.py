@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .session import FabricSession
+from .units import format_size
 
 JSON_SCHEMA = "pytest-gpufabric/1"
 
@@ -35,10 +36,10 @@ def summary_lines(session: FabricSession) -> list[str]:
         if "busbw_gbps" not in props:
             continue
         floor = props.get("threshold_gbps")
-        against = f" floor {floor:>8.1f}" if isinstance(floor, (int, float)) else ""
-        label = f"{props['collective']} {props['bytes']}B"
+        against = f"  floor {floor:>8g}" if isinstance(floor, (int, float)) else ""
+        label = f"{props['collective']} {format_size(int(props['bytes']))}"
         lines.append(
-            f"{record.outcome.upper():7} {label:28} busbw {props['busbw_gbps']:>8.1f} GB/s{against}"
+            f"{record.outcome.upper():7} {label:22} busbw {props['busbw_gbps']:>8.1f} GB/s{against}"
         )
     if session.artifacts:
         lines.append(f"per-rank NCCL logs and output: {session.artifacts}")

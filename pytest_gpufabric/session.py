@@ -113,6 +113,10 @@ def inventory_problem(profile: Profile | None, inventory: Inventory) -> str | No
         return None
     have = f"{len(inventory.gpus)} × {inventory.gpu_model}" if inventory.gpus else "no GPU"
     want = f"{profile.gpu_count} × {profile.gpu_model}"
+    if profile.gpu_count == 0:
+        if not inventory.gpus:
+            return None
+        return f"profile {profile.name} is for a node without GPUs; this node has {have}"
     if (
         len(inventory.gpus) == profile.gpu_count
         and (inventory.gpu_model or "").lower() == profile.gpu_model.lower()
@@ -152,8 +156,14 @@ class FabricSession:
         cls, settings: Settings, catalogue: Catalogue, inventory: Inventory, launcher: Launcher
     ) -> FabricSession:
         profile, reason = choose_profile(settings, catalogue, inventory)
-        backend = "nccl" if inventory.gpus else "gloo"
-        nranks = settings.nprocs.value or (len(inventory.gpus) if inventory.gpus else 2)
+        # A CPU-only profile judges gloo even where GPUs exist; otherwise GPUs mean NCCL.
+        gpu_run = bool(inventory.gpus) and (profile is None or profile.gpu_count > 0)
+        backend = "nccl" if gpu_run else "gloo"
+        if backend == "nccl":
+            default_ranks = len(inventory.gpus)
+        else:
+            default_ranks = profile.ranks if profile is not None and profile.gpu_count == 0 else 2
+        nranks = settings.nprocs.value or default_ranks
         if backend == "nccl" and nranks > len(inventory.gpus):
             raise SettingError(
                 f"--gpufabric-nprocs: {nranks} ranks (from {settings.nprocs.source}) but only "
@@ -179,7 +189,9 @@ class FabricSession:
 
     @property
     def dtype(self) -> str:
-        return self.profile.dtype if self.profile and self.backend == "nccl" else "float32"
+        if self.profile is not None and self.profile.backend == self.backend:
+            return self.profile.dtype
+        return "bfloat16" if self.backend == "nccl" else "float32"
 
     def bandwidth_cases(self) -> list[BandwidthCase]:
         if self.profile is None or not self.profile.floors:
@@ -205,9 +217,9 @@ class FabricSession:
             return f"profile {self.profile.name} has no busbw floors ({self.profile.file})"
         if self.inventory_problem:
             return f"node does not match the profile: {self.inventory_problem}"
-        if self.nranks != self.profile.gpu_count:
+        if self.nranks != self.profile.ranks:
             return (
-                f"the floors of {self.profile.name} are for {self.profile.gpu_count} ranks; "
+                f"the floors of {self.profile.name} are for {self.profile.ranks} ranks; "
                 f"this run has {self.nranks} (from {self.settings.nprocs.source})"
             )
         return None

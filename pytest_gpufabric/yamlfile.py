@@ -40,8 +40,12 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineMap:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[key] = key_node.start_mark.line + 1
+        value = loader.construct_object(value_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if isinstance(value, LineMap):
+            value.line = line  # "key missing here" points at the key that opens the mapping
+        result[key] = value
+        result.lines[key] = line
     return result
 
 

@@ -1,0 +1,146 @@
+"""Profile files: the shipped ones are valid; broken ones fail with file:line: key: problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_gpufabric.collectives import Collective
+from pytest_gpufabric.profiles import (
+    ProfileError,
+    load_catalogue,
+    load_profile,
+    shipped_profile_dir,
+)
+
+DATA = Path(__file__).parent / "data" / "profiles"
+BROKEN = DATA / "broken"
+
+
+def test_every_shipped_profile_validates() -> None:
+    catalogue = load_catalogue()
+    assert {"hgx-h200-4gpu", "p4d.24xlarge"} <= set(catalogue.names())
+    for name in catalogue.names():
+        profile = catalogue.profiles[name]
+        assert profile.file.parent == shipped_profile_dir()
+        for floor in profile.floors:
+            assert floor.source, f"{floor.where}: every floor carries its source"
+
+
+def test_h200_lab_profile() -> None:
+    profile = load_catalogue().profiles["hgx-h200-4gpu"]
+    assert (profile.gpu_model, profile.gpu_count, profile.ranks, profile.dtype) == (
+        "NVIDIA H200",
+        4,
+        4,
+        "bfloat16",
+    )
+    collectives = {f.collective for f in profile.floors}
+    assert collectives == set(Collective)
+    floor = profile.floor_for(Collective.ALL_REDUCE, 1 << 30)
+    assert floor is not None
+    assert "measured on" in floor.source
+    assert floor.where.startswith(str(profile.file) + ":")
+
+
+def test_p4d_floors_come_from_published_figures() -> None:
+    profile = load_catalogue().profiles["p4d.24xlarge"]
+    assert (profile.gpu_model, profile.gpu_count) == ("NVIDIA A100-SXM4-40GB", 8)
+    sources = " ".join(f.source for f in profile.floors)
+    assert "azurehpc-health-checks" in sources
+    assert "AI-benchmarking-guide" in sources
+
+
+def test_cpu_profile_is_for_gloo() -> None:
+    profile = load_profile(DATA / "cpu" / "cpu-gloo-2rank.yaml")
+    assert (profile.gpu_count, profile.backend, profile.ranks, profile.gpu_model) == (
+        0,
+        "gloo",
+        2,
+        "none",
+    )
+
+
+CORPUS = {
+    "yaml-syntax.yaml": ["yaml-syntax.yaml:4: mapping values are not allowed here"],
+    "not-a-mapping.yaml": ["not-a-mapping.yaml:1: a profile must be a YAML mapping, got a list"],
+    "unknown-key.yaml": [
+        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, gpu, name)"
+    ],
+    "missing-gpu.yaml": ["missing-gpu.yaml:1: gpu: missing"],
+    "name-mismatch.yaml": [
+        "name-mismatch.yaml:1: name: 'p5.48xlarge' must match the file name 'name-mismatch'"
+    ],
+    "bad-floor.yaml": [
+        "bad-floor.yaml:8: bandwidth.intra_node.floors.all_reduce.1GiB: busbw floor must be a "
+        "number > 0 (GB/s), got -5"
+    ],
+    "bad-size.yaml": [
+        "bad-size.yaml:9: bandwidth.intra_node.floors.all_gather.1TiB: not a size: '1TiB' "
+        "(expected e.g. 1048576, 1MiB, 256M, 1GiB)"
+    ],
+    "unknown-collective.yaml": [
+        "unknown-collective.yaml:7: bandwidth.intra_node.floors.allreduce: unknown collective "
+        "(known: all_reduce, all_gather, reduce_scatter, alltoall, broadcast, sendrecv)"
+    ],
+    "no-source.yaml": [
+        "no-source.yaml:7: bandwidth.intra_node.floors.all_reduce.1GiB: no source: give one "
+        "here or as bandwidth.intra_node.source"
+    ],
+    "duplicate-key.yaml": ["duplicate-key.yaml:3: duplicate key 'gpu'"],
+    "bad-dtype.yaml": [
+        "bad-dtype.yaml:4: bandwidth.dtype: 'fp8' is not one of float32, bfloat16, float16"
+    ],
+    "bad-count.yaml": ["bad-count.yaml:4: count: must be an integer >= 0, got 'four'"],
+    "one-rank-floors.yaml": [
+        "one-rank-floors.yaml:3: bandwidth.ranks: floors need at least 2 ranks, got 1 (set "
+        "bandwidth.ranks for a CPU node)"
+    ],
+}
+
+
+def test_corpus_is_complete() -> None:
+    assert sorted(p.name for p in BROKEN.iterdir()) == sorted(CORPUS)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_broken_profile_names_file_line_and_key(name: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(BROKEN / name)
+    assert info.value.problems == [f"{BROKEN}/{problem}" for problem in CORPUS[name]]
+
+
+def test_catalogue_reports_every_broken_file_at_once() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_catalogue([BROKEN])
+    assert len(info.value.problems) == sum(len(p) for p in CORPUS.values())
+
+
+def test_overlay_replaces_shipped_profile(tmp_path: Path) -> None:
+    overlay = tmp_path / "hgx-h200-4gpu.yaml"
+    overlay.write_text(
+        "name: hgx-h200-4gpu\ngpu: {model: NVIDIA H200, count: 4}\nbandwidth:\n  intra_node:\n"
+        "    source: site measurement\n    floors:\n      all_reduce: {1GiB: 340}\n"
+    )
+    profile = load_catalogue([tmp_path]).profiles["hgx-h200-4gpu"]
+    assert profile.file == overlay
+    assert [(f.nbytes, f.busbw_gbps, f.source, f.line) for f in profile.floors] == [
+        (1 << 30, 340.0, "site measurement", 7)
+    ]
+
+
+def test_duplicate_names_in_overlays_are_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    text = "name: site-node\ngpu: {model: NVIDIA H200, count: 4}\n"
+    (tmp_path / "a" / "site-node.yaml").write_text(text)
+    (tmp_path / "b" / "site-node.yaml").write_text(text)
+    with pytest.raises(ProfileError, match="is also in"):
+        load_catalogue([tmp_path / "a", tmp_path / "b"])
+
+
+def test_missing_overlay_path(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_catalogue([tmp_path / "nope.yaml"])
+    assert info.value.problems == [f"{tmp_path}/nope.yaml: no such file or directory"]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Validation on a 4×H200 NVSwitch host (device kind nvidia-h200-x4). Run from the repo root;
+# everything it saw goes to $OUT/validation.tgz (the device tool returns at most 8 files).
+# It never touches NCCL_NVLS_ENABLE, TORCH_SYMM_MEM_DISABLE_MULTICAST or NVSHMEM_DISABLE_NVLS:
+# ranks inherit them from this environment.
+set -u
+W=/tmp/gpufabric-validation
+rm -rf "$W" && mkdir -p "$W"
+exec > >(tee "$W/console.log") 2>&1
+export PYTHONUNBUFFERED=1
+stage() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+stage host
+nvidia-smi -L
+nvidia-smi --query-gpu=index,name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv
+env | grep -E '^(NCCL|TORCH|NVSHMEM|CUDA)_' | sort
+python3 -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.nccl.version(), torch.cuda.device_count())'
+python3 -m pytest --version
+
+stage install
+python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3
+python3 -c 'import pytest_gpufabric, sys; print("installed", pytest_gpufabric.__file__)'
+
+for stage_name in "$@"; do
+  case "$stage_name" in
+    healthy)
+      stage "healthy suite x3 (hgx-h200-4gpu)"
+      python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --repeat 3 --out "$W/healthy" ;;
+    nchannels1)
+      stage "NCCL_MAX_NCHANNELS=1 (expected: bandwidth failures)"
+      NCCL_MAX_NCHANNELS=1 python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --out "$W/nchannels1"
+      grep -E "^(FAILED|PASSED|ERROR)" "$W/nchannels1/run1/pytest.log" | head -40
+      sed -n '/= FAILURES =/,/short test summary/p' "$W/nchannels1/run1/pytest.log" | head -60 ;;
+    auto)
+      stage "auto detection"
+      python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;
+  esac
+done
+
+stage pack
+tar czf "$OUT/validation.tgz" -C "$W" .
+ls -la "$OUT"

@@ -29,6 +29,11 @@ class Inventory:
     nccl_wheel: str | None  # e.g. "2.28.9 (nvidia-nccl-cu13)"; None when torch carries its own
     no_gpu_reason: str | None = None  # why no GPU is visible, when none is
     all_gpus: tuple[Gpu, ...] = field(default_factory=tuple)  # before CUDA_VISIBLE_DEVICES
+    nccl_env: tuple[tuple[str, str], ...] = ()  # NCCL settings the operator exported
+
+    @property
+    def nccl_env_text(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.nccl_env)
 
     @property
     def gpu_model(self) -> str | None:
@@ -111,6 +116,20 @@ def nccl_wheel() -> str | None:
     return None
 
 
+# Set by the plugin itself, or not read by NCCL at all (NGC images export NCCL_VERSION).
+_NOT_OPERATOR_SETTINGS = {"NCCL_DEBUG", "NCCL_DEBUG_SUBSYS", "NCCL_DEBUG_FILE", "NCCL_VERSION"}
+
+
+def nccl_settings(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in environ.items()
+            if k.startswith("NCCL_") and k not in _NOT_OPERATOR_SETTINGS
+        )
+    )
+
+
 def take_inventory(environ: Mapping[str, str]) -> Inventory:
     gpus, driver, reason = read_nvml()
     visible = visible_gpus(gpus, environ.get("CUDA_VISIBLE_DEVICES"))
@@ -126,4 +145,5 @@ def take_inventory(environ: Mapping[str, str]) -> Inventory:
         nccl_wheel=nccl_wheel(),
         no_gpu_reason=reason,
         all_gpus=tuple(gpus),
+        nccl_env=nccl_settings(environ),
     )

@@ -313,6 +313,7 @@ class FabricSession:
             "gpu_count": len(inv.gpus),
             "driver": inv.driver or "none",
             "torch_version": inv.torch_version or "unknown",
+            "nccl_env": inv.nccl_env_text,
             "timeout_s": self.settings.timeout.value,
             "artifacts": str(self.artifacts) if self.artifacts else "",
         }

@@ -31,6 +31,21 @@ for stage_name in "$@"; do
       NCCL_MAX_NCHANNELS=1 python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --out "$W/nchannels1"
       grep -E "^(FAILED|PASSED|ERROR)" "$W/nchannels1/run1/pytest.log" | head -40
       sed -n '/= FAILURES =/,/short test summary/p' "$W/nchannels1/run1/pytest.log" | head -60 ;;
+    floors)
+      stage "measure x3 (broadcast included), derive floors from run A + these runs"
+      python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --repeat 3 --out "$W/measure"
+      mkdir -p "$W/final"
+      python3 -m pytest_gpufabric.floors "$W"/measure/run*/report.json tests/data/runs/2026-11-22-h200x4-A/run*.json \
+        --name hgx-h200-4gpu --host-label "nvidia-h200-x4 (4×H200 NVSwitch VM)" \
+        --description "4 × NVIDIA H200 (141 GB) on NVSwitch, one host, NVLink SHARP (NVLS) off" \
+        > "$W/final/hgx-h200-4gpu.yaml"
+      cat "$W/final/hgx-h200-4gpu.yaml"
+      stage "final floors: healthy x3"
+      python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --repeat 3 --out "$W/final-healthy" -- --gpufabric-thresholds "$W/final"
+      stage "final floors: NCCL_MAX_NCHANNELS=1"
+      NCCL_MAX_NCHANNELS=1 python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --out "$W/final-nchannels1" -- --gpufabric-thresholds "$W/final"
+      grep -E "^(FAILED|PASSED) " "$W/final-nchannels1/run1/pytest.log"
+      sed -n '/= FAILURES =/,/short test summary/p' "$W/final-nchannels1/run1/pytest.log" | grep -A6 "test_busbw\[all_reduce-1GiB\] _" ;;
     auto)
       stage "auto detection"
       python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;

@@ -1,0 +1,86 @@
+"""Deriving floors from the three healthy runs measured on the 4×H200 host (run A)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_gpufabric.collectives import Collective
+from pytest_gpufabric.floors import (
+    DEFAULT_MARGINS,
+    collect,
+    derive,
+    main,
+    parse_margins,
+    render,
+    round_down,
+)
+from pytest_gpufabric.profiles import load_profile
+
+RUNS = sorted((Path(__file__).parent / "data" / "runs" / "2026-11-22-h200x4-A").glob("run*.json"))
+
+
+@pytest.fixture
+def reports() -> list[dict[str, Any]]:
+    assert len(RUNS) == 3
+    return [json.loads(p.read_text()) for p in RUNS]
+
+
+def test_floors_follow_the_margin_policy(reports: list[dict[str, Any]]) -> None:
+    samples = collect(reports)
+    assert samples[(Collective.ALL_REDUCE, 1 << 30)] == [353.95, 353.98, 353.67]
+    floors = derive(samples)
+    assert floors[(Collective.ALL_REDUCE, 1 << 30)] == 318.0  # floor(0.9 × 353.67)
+    assert floors[(Collective.ALLTOALL, 16 << 20)] == 121.0  # floor(0.8 × 152.44)
+    assert floors[(Collective.REDUCE_SCATTER, 1 << 20)] == 4.0  # 0.5 × 8.11, one decimal
+    assert len(floors) == 20
+
+
+def test_rendered_profile_is_valid_and_cites_its_runs(
+    reports: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    text = render(reports, name="lab-node", host_label="nvidia-h200-x4")
+    path = tmp_path / "lab-node.yaml"
+    path.write_text(text)
+    profile = load_profile(path)
+    assert (profile.gpu_model, profile.gpu_count, profile.dtype, profile.iters) == (
+        "NVIDIA H200",
+        4,
+        "bfloat16",
+        20,
+    )
+    floor = profile.floor_for(Collective.ALL_REDUCE, 1 << 30)
+    assert floor is not None
+    assert floor.busbw_gbps == 318.0
+    assert floor.source.startswith(
+        "measured on nvidia-h200-x4 (4×NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, NCCL 2.28.9"
+    )
+    assert "3 runs, median of 20 iterations, slowest rank" in floor.source
+    assert (
+        floor.margin
+        == "floor = 90% of the lowest run at >= 256MiB, 80% of the lowest run at >= 16MiB, 50% of the lowest run below 16MiB"
+    )
+
+
+def test_command_line(reports: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*map(str, RUNS), "--name", "x", "--margins", "1GiB=1,0=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "      all_reduce: {1MiB: 9, 16MiB: 129, 256MiB: 170, 1GiB: 353}" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "floor"), [(353.67, 353.0), (9.06, 9.0), (4.055, 4.0), (10.0, 10.0)]
+)
+def test_round_down(value: float, floor: float) -> None:
+    assert round_down(value) == floor
+
+
+def test_parse_margins() -> None:
+    assert parse_margins("16MiB=0.8,0=0.5,256MiB=0.9") == DEFAULT_MARGINS
+    with pytest.raises(ValueError, match="size 0"):
+        parse_margins("16MiB=0.8")
+    with pytest.raises(ValueError, match="fraction"):
+        parse_margins("0=1.5")

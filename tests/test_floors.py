@@ -18,7 +18,7 @@ from pytest_gpufabric.floors import (
     render,
     round_down,
 )
-from pytest_gpufabric.profiles import load_profile
+from pytest_gpufabric.profiles import load_catalogue, load_profile
 
 RUNS = sorted((Path(__file__).parent / "data" / "runs" / "2026-11-22-h200x4-A").glob("run*.json"))
 
@@ -84,3 +84,28 @@ def test_parse_margins() -> None:
         parse_margins("16MiB=0.8")
     with pytest.raises(ValueError, match="fraction"):
         parse_margins("0=1.5")
+
+
+H200_RUNS = sorted((Path(__file__).parent / "data" / "runs").glob("2026-11-22-h200x4-*/run*.json"))
+
+
+def test_shipped_h200_floors_are_what_the_nine_recorded_runs_give() -> None:
+    """Guards the lab profile against hand edits: its floors must be re-derivable."""
+    healthy = [json.loads(p.read_text()) for p in H200_RUNS if "nchannels1" not in str(p)]
+    assert len(healthy) == 9
+    shipped = load_catalogue().profiles["hgx-h200-4gpu"]
+    assert {(f.collective, f.nbytes): f.busbw_gbps for f in shipped.floors} == derive(
+        collect(healthy)
+    )
+    assert "9 runs" in shipped.floors[0].source
+
+
+def test_one_channel_run_fails_every_floor_from_16mib_up() -> None:
+    """The recorded NCCL_MAX_NCHANNELS=1 run, re-judged against the shipped floors."""
+    (path,) = [p for p in H200_RUNS if "nchannels1" in str(p)]
+    shipped = load_catalogue().profiles["hgx-h200-4gpu"]
+    for (collective, nbytes), (busbw,) in collect([json.loads(path.read_text())]).items():
+        floor = shipped.floor_for(collective, nbytes)
+        assert floor is not None
+        if nbytes >= 16 << 20:
+            assert busbw < floor.busbw_gbps / 4, (collective, nbytes)

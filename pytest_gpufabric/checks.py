@@ -57,6 +57,7 @@ class Fabric:
     def _conclude(self, verdict: Verdict) -> None:
         __tracebackhide__ = True
         self.record(verdict.properties)
+        self.record(self.session.test_context())
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
 

@@ -299,6 +299,20 @@ class FabricSession:
 
     # --- what the reports say ------------------------------------------------------------
 
+    @property
+    def nccl_version(self) -> str | None:
+        """As the ranks report it (torch.cuda.nccl.version()), once a pool has started."""
+        return self._hello[0].get("nccl") if self._hello else None
+
+    def test_context(self) -> list[tuple[str, object]]:
+        """Properties every measured test carries, so one testcase stands on its own."""
+        context: list[tuple[str, object]] = [("backend", self.backend)]
+        if self.nccl_version:
+            context.append(("nccl_version", self.nccl_version))
+        if self.profile is not None:
+            context.append(("instance", self.profile.name))
+        return context
+
     def facts(self) -> dict[str, Any]:
         """Run-wide facts: JUnit testsuite properties and the JSON report's "run"."""
         inv = self.inventory
@@ -320,8 +334,8 @@ class FabricSession:
         if self._hello:
             first = self._hello[0]
             facts["rank_torch_version"] = first.get("torch", "")
-            if "nccl" in first:
-                facts["nccl_version"] = first["nccl"]
+            if self.nccl_version:
+                facts["nccl_version"] = self.nccl_version
                 facts["cuda_version"] = first.get("cuda") or ""
             facts["init_s"] = max(h.get("init_s", 0.0) for h in self._hello)
         return facts

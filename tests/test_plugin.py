@@ -155,6 +155,7 @@ def test_bandwidth_verdicts_end_to_end_with_a_cpu_profile(
     assert props["threshold_gbps"] == "1000000.0"
     assert props["threshold_file"] == f"{profile}:15"
     assert props["nranks"] == "2"
+    assert (props["backend"], props["instance"]) == ("gloo", "cpu-gloo-2rank")
     passed = case_properties(cases["suites.test_bandwidth::test_busbw[all_reduce-64KiB]"])
     assert float(passed["margin_pct"]) > 0
 

@@ -7,7 +7,7 @@ say where the expectation came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,51 @@ class Floor:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """One expected NCCL behaviour, with where it is written and why."""
+
+    key: str  # "nccl.intra_node.transport"
+    value: object
+    file: Path
+    line: int
+    source: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def cite(self) -> str:
+        return f"{self.key} in {self.where}; source: {self.source}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The value as a tuple of strings (lists such as nccl.network.names)."""
+        if isinstance(self.value, (tuple, list)):
+            return tuple(str(v) for v in self.value)
+        return (str(self.value),)
+
+
+TRANSPORTS = ("P2P", "SHM", "NET")
+KNOWN_PLUGINS = ("aws-ofi-nccl",)
+
+
+@dataclass(frozen=True)
+class NcclExpectations:
+    """What NCCL must do on this instance type (profile section ``nccl``); None = not judged."""
+
+    transport: Expectation | None = None  # intra-node: P2P | SHM | NET
+    path: Expectation | None = None  # intra-node graph path type, e.g. NVL
+    p2p_read: Expectation | None = None
+    nvls: Expectation | None = None
+    networks: Expectation | None = None  # tuple of accepted net names ("Using network X")
+    gdr: Expectation | None = None
+    plugin: Expectation | None = None
+    provider: Expectation | None = None
+    nics: Expectation | None = None
+    protocol: Expectation | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     file: Path
@@ -58,6 +103,7 @@ class Profile:
     iters: int
     ranks: int  # the rank count the floors hold for (default: one per GPU)
     floors: tuple[Floor, ...] = field(default_factory=tuple)
+    nccl: NcclExpectations = field(default_factory=NcclExpectations)
 
     @property
     def backend(self) -> str:
@@ -130,7 +176,10 @@ def _kind(value: object) -> str:
     return repr(value)
 
 
-_TOP_KEYS = ("name", "description", "gpu", "bandwidth")
+_TOP_KEYS = ("name", "description", "gpu", "bandwidth", "nccl")
+_NCCL_KEYS = ("source", "intra_node", "network")
+_INTRA_KEYS = ("source", "transport", "path", "p2p_read", "nvls")
+_NETWORK_KEYS = ("source", "names", "gdr", "plugin", "provider", "nics", "protocol")
 _GPU_KEYS = ("model", "count")
 _BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "ranks", "intra_node")
 _SECTION_KEYS = ("source", "margin", "floors")
@@ -174,6 +223,10 @@ def parse_profile(data: Any, path: Path) -> Profile:
         section = check.mapping(bandwidth, "intra_node", required=False)
         if section is not None:
             floors = _parse_floors(check, section, "bandwidth.intra_node")
+    nccl = NcclExpectations()
+    nccl_section = check.mapping(data, "nccl", required=False)
+    if nccl_section is not None:
+        nccl = _parse_nccl(check, nccl_section)
     if floors and ranks < 2:
         check.problem(
             bandwidth.line_of("ranks") if bandwidth else data.line,
@@ -183,7 +236,7 @@ def parse_profile(data: Any, path: Path) -> Profile:
     if check.problems or name is None:
         raise ProfileError(check.problems)
     return Profile(
-        name, path, description, model, count, dtype, warmup, iters, ranks, tuple(floors)
+        name, path, description, model, count, dtype, warmup, iters, ranks, tuple(floors), nccl
     )
 
 
@@ -229,6 +282,94 @@ def _parse_floors(check: _Checker, section: LineMap, where: str) -> list[Floor]:
                 continue
             floors.append(Floor(collective, nbytes, float(value), source, margin, check.path, line))
     return floors
+
+
+def _parse_nccl(check: _Checker, section: LineMap) -> NcclExpectations:
+    check.unknown_keys(section, _NCCL_KEYS, "nccl.")
+    default_source = check.text(section, "source", required=False)
+    found: dict[str, Expectation] = {}
+
+    def take(
+        part: LineMap, prefix: str, key: str, valid: Callable[[object], bool], describe: str
+    ) -> None:
+        if key not in part:
+            return
+        value = part[key]
+        full = f"{prefix}.{key}"
+        if not valid(value):
+            check.problem(part.line_of(key), full, f"must be {describe}, got {value!r}")
+            return
+        source = check.text(part, "source", required=False) or default_source
+        if source is None:
+            check.problem(
+                part.line_of(key), full, "no source: give nccl.source or a source in this section"
+            )
+            return
+        if isinstance(value, list):
+            value = tuple(value)
+        found[key] = Expectation(full, value, check.path, part.line_of(key), source)
+
+    def one_of(*allowed: str) -> Callable[[object], bool]:
+        return lambda v: v in allowed
+
+    def boolean(v: object) -> bool:
+        return isinstance(v, bool)
+
+    def names(v: object) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(i, str) and i for i in v)
+
+    def count(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    def word(v: object) -> bool:
+        return isinstance(v, str) and bool(v.strip())
+
+    intra = check.mapping(section, "intra_node", required=False)
+    if intra is not None:
+        check.unknown_keys(intra, _INTRA_KEYS, "nccl.intra_node.")
+        take(
+            intra,
+            "nccl.intra_node",
+            "transport",
+            one_of(*TRANSPORTS),
+            f"one of {', '.join(TRANSPORTS)}",
+        )
+        take(intra, "nccl.intra_node", "path", word, "a path type such as NVL, PIX, PXB")
+        take(intra, "nccl.intra_node", "p2p_read", boolean, "true or false")
+        take(intra, "nccl.intra_node", "nvls", boolean, "true or false")
+    network = check.mapping(section, "network", required=False)
+    if network is not None:
+        check.unknown_keys(network, _NETWORK_KEYS, "nccl.network.")
+        take(
+            network,
+            "nccl.network",
+            "names",
+            names,
+            "a list of network names (as in 'Using network X')",
+        )
+        take(network, "nccl.network", "gdr", boolean, "true or false")
+        take(
+            network,
+            "nccl.network",
+            "plugin",
+            one_of(*KNOWN_PLUGINS),
+            f"one of {', '.join(KNOWN_PLUGINS)}",
+        )
+        take(network, "nccl.network", "provider", word, "a libfabric provider name such as efa")
+        take(network, "nccl.network", "nics", count, "a NIC count >= 0")
+        take(network, "nccl.network", "protocol", one_of("SENDRECV", "RDMA"), "SENDRECV or RDMA")
+    return NcclExpectations(
+        transport=found.get("transport"),
+        path=found.get("path"),
+        p2p_read=found.get("p2p_read"),
+        nvls=found.get("nvls"),
+        networks=found.get("names"),
+        gdr=found.get("gdr"),
+        plugin=found.get("plugin"),
+        provider=found.get("provider"),
+        nics=found.get("nics"),
+        protocol=found.get("protocol"),
+    )
 
 
 def load_profile(path: Path) -> Profile:

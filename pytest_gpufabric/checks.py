@@ -1,18 +1,28 @@
 """The object suite tests receive as the ``gpufabric`` fixture: one method per check. Each
 records what it measured on the test item (JUnit properties, JSON) and fails inside the
-test with the measured value, the expectation and its source."""
+test with the measured value, the expectation and its source. In a replay, a check whose
+evidence was not recorded is skipped with the reason."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from .launch.base import RankFailure, RankPool
+from .collectives import Collective
+from .launch.base import EvidenceMissing, RankFailure, RankPool
 from .measure import Measurement
+from .nccl_log import NcclLog
+from .profiles import NcclExpectations
 from .session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
+from .transports import CHECKS
 from .verdicts import Property, Verdict, judge_busbw, judge_correctness
+
+# Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
+# (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
+TRAFFIC = (Collective.ALL_REDUCE, Collective.ALLTOALL, Collective.SENDRECV)
 
 
 class Fabric:
@@ -34,14 +44,14 @@ class Fabric:
             return self.session.pool(
                 env, default_artifacts=self._default_artifacts, requester=self.item.nodeid
             )
-        except PoolDown as exc:
+        except (PoolDown, EvidenceMissing) as exc:
             skip: str | None = str(exc)
         except RankFailure as exc:
             skip, failure = None, str(exc)
         # Outside the except blocks: pytest would otherwise print the message twice (chained).
         if skip is not None:
             pytest.skip(skip)
-        pytest.fail(failure, pytrace=False)
+        _fail(failure)
 
     def _measure(
         self, call: Callable[[RankPool], Measurement], env: Mapping[str, str] | None
@@ -50,16 +60,20 @@ class Fabric:
         pool = self.pool(env)
         try:
             return call(pool)
+        except EvidenceMissing as exc:
+            skip: str | None = str(exc)
         except RankFailure as exc:
-            failure = str(exc)
-        pytest.fail(failure, pytrace=False)
+            skip, failure = None, str(exc)
+        if skip is not None:
+            pytest.skip(skip)
+        _fail(failure)
 
     def _conclude(self, verdict: Verdict) -> None:
         __tracebackhide__ = True
         self.record(verdict.properties)
         self.record(self.session.test_context())
         if not verdict.passed:
-            pytest.fail(verdict.message, pytrace=False)
+            _fail(verdict.message)
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -67,8 +81,16 @@ class Fabric:
         """Every rank started, joined the process group and runs the same software."""
         __tracebackhide__ = True
         hello = self.pool().hello
-        self.record([("nranks", len(hello)), ("init_s", max(h["init_s"] for h in hello))])
+        self.record([("nranks", len(hello))])
+        init = [h["init_s"] for h in hello if h.get("init_s") is not None]
+        if init:
+            self.record([("init_s", max(init))])
         problems = []
+        missing = sorted(set(range(self.session.nranks)) - {h["rank"] for h in hello})
+        if missing:
+            problems.append(
+                f"rank(s) {', '.join(map(str, missing))} of {self.session.nranks} not seen"
+            )
         for key in ("torch", "nccl"):
             versions = {h.get(key) for h in hello}
             if len(versions) > 1:
@@ -78,18 +100,20 @@ class Fabric:
         if len(set(devices)) != len(devices):
             problems.append(f"several ranks share a GPU: {devices}")
         if problems:
-            pytest.fail("; ".join(problems), pytrace=False)
+            _fail("; ".join(problems))
 
     def check_inventory(self) -> None:
         """The node has the GPUs its profile says (model and count)."""
         __tracebackhide__ = True
         inv, profile = self.session.inventory, self.session.profile
+        if not inv.known:
+            pytest.skip(f"no GPU facts in {inv.origin}")
         self.record([("gpu_model", inv.gpu_model or "none"), ("gpu_count", len(inv.gpus))])
         if profile is None:
             pytest.skip(f"no instance profile: {self.session.profile_reason}")
         problem = self.session.inventory_problem
         if problem:
-            pytest.fail(problem, pytrace=False)
+            _fail(problem)
 
     def check_correctness(
         self, case: CorrectnessCase, env: Mapping[str, str] | None = None
@@ -100,17 +124,11 @@ class Fabric:
         nbytes = case.nbytes(session.nranks)
         measurement = self._measure(
             lambda pool: session.run_collective(
-                case.collective,
-                nbytes,
-                dtype=case.dtype,
-                warmup=0,
-                iters=0,
-                verify=True,
-                pool=pool,
-                requester=self.item.nodeid,
+                case.collective, nbytes, dtype=case.dtype, warmup=0, iters=0, verify=True,
+                pool=pool, requester=self.item.nodeid,
             ),
             env,
-        )
+        )  # fmt: skip
         self._conclude(judge_correctness(measurement))
 
     def check_busbw(self, case: BandwidthCase, env: Mapping[str, str] | None = None) -> None:
@@ -123,15 +141,49 @@ class Fabric:
             pytest.skip(reason or "no floor to judge against")
         measurement = self._measure(
             lambda pool: session.run_collective(
-                case.collective,
-                case.nbytes,
-                dtype=profile.dtype,
-                warmup=profile.warmup,
-                iters=profile.iters,
-                verify=True,
-                pool=pool,
-                requester=self.item.nodeid,
+                case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,
+                iters=profile.iters, verify=True, pool=pool, requester=self.item.nodeid,
             ),
             env,
-        )
+        )  # fmt: skip
         self._conclude(judge_busbw(measurement, floor, profile.name))
+
+    def nccl_evidence(self, env: Mapping[str, str] | None = None) -> NcclLog:
+        """The NCCL debug logs of the pool's ranks, after traffic that makes NCCL connect
+        every peer it will use (a replayed run's logs are used as recorded)."""
+        __tracebackhide__ = True
+        pool = self.pool(env)
+        if not pool.recorded:
+            for collective in TRAFFIC:
+
+                def traffic(p: RankPool, c: Collective = collective) -> Measurement:
+                    return self.session.run_collective(
+                        c, 1 << 20, dtype=self.session.dtype, warmup=0, iters=1, verify=False,
+                        pool=p, requester=self.item.nodeid,
+                    )  # fmt: skip
+
+                self._measure(traffic, env)
+        return pool.nccl_log()
+
+    def check_nccl(self, check: str, env: Mapping[str, str] | None = None) -> None:
+        """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what
+        the instance profile expects; see transports.py for each check."""
+        __tracebackhide__ = True
+        if self.session.backend != "nccl":
+            pytest.skip("gloo backend: NCCL is not used on this run")
+        profile = self.session.profile
+        expectations = profile.nccl if profile is not None else NcclExpectations()
+        log = self.nccl_evidence(env)
+        judgement = CHECKS[check](log, expectations)
+        self.record(judgement.properties)
+        self.record(self.session.test_context())
+        self.record([("nccl_log_files", len(log.files))])
+        if judgement.status == "skipped":
+            pytest.skip(judgement.reason)
+        if judgement.status == "failed":
+            _fail(judgement.message)
+
+
+def _fail(message: str) -> NoReturn:
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)

@@ -30,6 +30,8 @@ class Inventory:
     no_gpu_reason: str | None = None  # why no GPU is visible, when none is
     all_gpus: tuple[Gpu, ...] = field(default_factory=tuple)  # before CUDA_VISIBLE_DEVICES
     nccl_env: tuple[tuple[str, str], ...] = ()  # NCCL settings the operator exported
+    known: bool = True  # False: a replayed run without GPU facts (nothing to compare)
+    origin: str = "NVML on this node"
 
     @property
     def nccl_env_text(self) -> str:

@@ -465,10 +465,13 @@ def parse_files(paths: Iterable[Path]) -> NcclLog:
 
 def looks_like_nccl(text: str) -> bool:
     """True when ``text`` holds NCCL debug lines (replay recognises files by content)."""
-    k = text.find(" NCCL INFO ")
-    if k < 0:
-        k = text.find(" NCCL WARN ")
-    if k < 0:
-        return False
-    start = text.rfind("\n", 0, k) + 1
-    return _PREFIX.search(text[start:k].split(" NCCL ", 1)[0]) is not None
+    for marker in (" NCCL INFO ", " NCCL WARN "):
+        k = text.find(marker)
+        for _ in range(1000):  # prose may mention "NCCL INFO" before the first real line
+            if k < 0:
+                break
+            start = text.rfind("\n", 0, k) + 1
+            if _PREFIX.search(text[start:k]) is not None:
+                return True
+            k = text.find(marker, k + 1)
+    return False

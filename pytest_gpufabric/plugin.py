@@ -1,5 +1,5 @@
 """pytest wiring only: options, hooks and fixtures. The work happens in plain modules
-(settings, profiles, inventory, session, launch, verdicts, report)."""
+(settings, profiles, inventory, session, launch, recorded, transports, verdicts, report)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from . import recorded
 from .checks import Fabric
 from .inventory import take_inventory
 from .launch.local import LocalLauncher
-from .profiles import ProfileError, load_catalogue
+from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
+from .profiles import Catalogue, ProfileError, load_catalogue
 from .report import build_json, header_lines, summary_lines, write_json
 from .session import FabricSession, TestRecord
 from .settings import OPTIONS, SettingError, Settings, resolve
+from .transports import CHECKS
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[FabricSession]()
@@ -54,8 +57,22 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -> FabricSession:
+    where = f"--gpufabric-replay: {directory} (from {settings.replay.source})"
+    if not directory.is_dir():
+        raise SettingError(f"{where}: no such directory")
+    run = recorded.load(directory)
+    ranks, nodes = recorded_world(run)
+    if not ranks and not run.measurements:
+        raise SettingError(f"{where}: no NCCL debug lines, nccl-tests output or gpufabric report")
+    inventory = recorded_inventory(run)
+    launcher = ReplayLauncher(run)
+    return FabricSession.build(settings, catalogue, inventory, launcher, recorded=(ranks, nodes))
+
+
 def _build_session(config: pytest.Config) -> FabricSession:
-    """Load profiles, look at the node, pick the profile; any problem is a usage error."""
+    """Load profiles, look at the node (or the recording), pick the profile; any problem is
+    a usage error."""
     if SESSION_KEY in config.stash:
         return config.stash[SESSION_KEY]
     if hasattr(config, "workerinput"):
@@ -69,9 +86,11 @@ def _build_session(config: pytest.Config) -> FabricSession:
     except ProfileError as exc:
         raise pytest.UsageError(*exc.problems) from None
     try:
-        session = FabricSession.build(
-            settings, catalogue, take_inventory(os.environ), LocalLauncher()
-        )
+        if settings.replay.value is not None:
+            session = _replay_session(settings, catalogue, settings.replay.value)
+        else:
+            inventory = take_inventory(os.environ)
+            session = FabricSession.build(settings, catalogue, inventory, LocalLauncher())
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
@@ -105,10 +124,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         session = _build_session(metafunc.config)
         checks = session.correctness_cases()
         metafunc.parametrize("gpufabric_correctness_case", checks, ids=[c.id for c in checks])
+    if "gpufabric_nccl_check" in metafunc.fixturenames:
+        metafunc.parametrize("gpufabric_nccl_check", list(CHECKS))
 
 
-# Suites run node checks first (they start the rank pool), then correctness, then bandwidth.
-_ORDER = {"gpufabric_correctness_case": 1, "gpufabric_bandwidth_case": 2}
+# Suites run node checks first (they start the rank pool), then correctness, bandwidth, and
+# the NCCL evidence checks last, when the collectives have made NCCL connect everything.
+_ORDER = {"gpufabric_correctness_case": 1, "gpufabric_bandwidth_case": 2, "gpufabric_nccl_check": 3}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -153,9 +175,13 @@ class _SessionHooks:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.session.close()
+        data = build_json(self.session, int(exitstatus))
         path = self.session.settings.json.value
         if path is not None:
-            write_json(path, build_json(self.session, int(exitstatus)))
+            write_json(path, data)
+        artifacts = self.session.artifacts
+        if artifacts is not None and artifacts.is_dir() and self.session.replay_of is None:
+            write_json(artifacts / "report.json", data)  # the bundle replays on its own
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # Also reached after Ctrl-C and internal errors: no rank may outlive pytest.

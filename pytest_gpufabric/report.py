@@ -21,11 +21,18 @@ def header_lines(session: FabricSession) -> list[str]:
     profile = f"{session.profile.name} ({session.profile.file})" if session.profile else "none"
     gpus = f"{len(inv.gpus)} × {inv.gpu_model} (driver {inv.driver})" if inv.gpus else "none"
     nccl = f", NCCL {inv.nccl_wheel}" if inv.nccl_wheel else ""
-    return [
-        f"gpufabric: instance {profile} [{session.profile_reason}]",
+    lines = [f"gpufabric: instance {profile} [{session.profile_reason}]"]
+    if session.replay_of is not None:
+        lines.append(
+            f"gpufabric: replay of {session.replay_of}: {session.nranks} ranks on "
+            f"{session.nnodes} node(s), GPUs {gpus if inv.known else 'not recorded'}"
+        )
+        return lines
+    lines.append(
         f"gpufabric: backend {session.backend}, {session.nranks} ranks, "
-        f"torch {inv.torch_version}{nccl}, GPUs {gpus}",
-    ]
+        f"torch {inv.torch_version}{nccl}, GPUs {gpus}"
+    )
+    return lines
 
 
 def summary_lines(session: FabricSession) -> list[str]:
@@ -41,7 +48,9 @@ def summary_lines(session: FabricSession) -> list[str]:
         lines.append(
             f"{record.outcome.upper():7} {label:22} busbw {props['busbw_gbps']:>8.1f} GB/s{against}"
         )
-    if session.artifacts:
+    if session.replay_of is not None:
+        lines.append(f"judged the recorded run in {session.replay_of}")
+    elif session.artifacts:
         lines.append(f"per-rank NCCL logs and output: {session.artifacts}")
     return lines
 

@@ -84,6 +84,11 @@ def choose_profile(
                 f"{settings.instance.source}); known: {', '.join(catalogue.names())}"
             )
         return profile, f"{name} from {settings.instance.source}"
+    if not inventory.known:
+        raise SettingError(
+            f"--gpufabric-instance auto: {inventory.origin} says nothing about the GPUs; pass "
+            f"--gpufabric-instance NAME (known: {', '.join(catalogue.names())})"
+        )
     if not inventory.gpus:
         return None, f"auto: no GPU visible ({inventory.no_gpu_reason}); gloo on CPU, no floors"
     model, count = inventory.gpu_model or "", len(inventory.gpus)
@@ -109,7 +114,7 @@ def choose_profile(
 
 def inventory_problem(profile: Profile | None, inventory: Inventory) -> str | None:
     """Why this node does not look like the profile's node, or None."""
-    if profile is None:
+    if profile is None or not inventory.known:
         return None
     have = f"{len(inventory.gpus)} × {inventory.gpu_model}" if inventory.gpus else "no GPU"
     want = f"{profile.gpu_count} × {profile.gpu_model}"
@@ -144,6 +149,7 @@ class FabricSession:
     nranks: int
     launcher: Launcher
     artifacts: Path | None = None
+    nnodes: int = 1  # NCCL nodes the ranks span (a local run is one node)
     records: list[TestRecord] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     _pool: RankPool | None = None
@@ -153,9 +159,19 @@ class FabricSession:
 
     @classmethod
     def build(
-        cls, settings: Settings, catalogue: Catalogue, inventory: Inventory, launcher: Launcher
+        cls,
+        settings: Settings,
+        catalogue: Catalogue,
+        inventory: Inventory,
+        launcher: Launcher,
+        recorded: tuple[int, int] | None = None,
     ) -> FabricSession:
+        """``recorded``: (ranks, nodes) of a replayed run (replay is always NCCL)."""
         profile, reason = choose_profile(settings, catalogue, inventory)
+        if recorded is not None:
+            ranks, nodes = recorded
+            return cls(settings, catalogue, profile, reason, inventory, "nccl", ranks, launcher,
+                       artifacts=settings.artifacts.value, nnodes=nodes)  # fmt: skip
         # A CPU-only profile judges gloo even where GPUs exist; otherwise GPUs mean NCCL.
         gpu_run = bool(inventory.gpus) and (profile is None or profile.gpu_count > 0)
         backend = "nccl" if gpu_run else "gloo"
@@ -182,6 +198,11 @@ class FabricSession:
         )
 
     # --- what the suites run -------------------------------------------------------------
+
+    @property
+    def replay_of(self) -> Path | None:
+        """The recorded run being judged, or None for a live run."""
+        return self.settings.replay.value
 
     @property
     def inventory_problem(self) -> str | None:
@@ -217,10 +238,16 @@ class FabricSession:
             return f"profile {self.profile.name} has no busbw floors ({self.profile.file})"
         if self.inventory_problem:
             return f"node does not match the profile: {self.inventory_problem}"
+        if self.nnodes > 1:
+            return (
+                f"the run spans {self.nnodes} nodes; the floors of {self.profile.name} are for "
+                "one node (bandwidth.intra_node)"
+            )
         if self.nranks != self.profile.ranks:
             return (
                 f"the floors of {self.profile.name} are for {self.profile.ranks} ranks; "
-                f"this run has {self.nranks} (from {self.settings.nprocs.source})"
+                f"this run has {self.nranks} "
+                + ("(recorded)" if self.replay_of else f"(from {self.settings.nprocs.source})")
             )
         return None
 
@@ -242,13 +269,13 @@ class FabricSession:
         if self._pool is not None and self._pool_key == key:
             return self._pool
         self.close()
-        if self.artifacts is None:
+        if self.artifacts is None and self.replay_of is None:
             self.artifacts = default_artifacts()
         spec = PoolSpec(
             name=name,
             nranks=self.nranks,
             backend=self.backend,
-            directory=self.artifacts / _pool_dir_name(name),
+            directory=(self.artifacts or self.replay_of or Path()) / _pool_dir_name(name),
             timeout=self.settings.timeout.value,
             env=dict(key),
         )
@@ -330,6 +357,7 @@ class FabricSession:
             "nccl_env": inv.nccl_env_text,
             "timeout_s": self.settings.timeout.value,
             "artifacts": str(self.artifacts) if self.artifacts else "",
+            "replay": str(self.replay_of) if self.replay_of else "",
         }
         if self._hello:
             first = self._hello[0]

@@ -73,6 +73,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("json", "PATH", "Write the run's facts and every test's measurements as JSON"),
     OptionSpec(
+        "replay",
+        "DIR",
+        "Judge a recorded run instead of launching ranks: NCCL debug logs, nccl-tests output "
+        "(and its -J JSON), or a --gpufabric-artifacts bundle; files are recognised by content",
+    ),
+    OptionSpec(
         "thresholds",
         "PATH",
         "Extra profile file or directory; a profile here replaces the shipped one of the same "
@@ -99,11 +105,12 @@ class Settings:
     artifacts: Setting[Path | None]
     json: Setting[Path | None]
     thresholds: Setting[tuple[Path, ...]]
+    replay: Setting[Path | None]
 
     @property
     def explicit(self) -> bool:
-        """True when the user asked for gpufabric (instance set anywhere but the default)."""
-        return self.instance.source != "default"
+        """True when the user asked for gpufabric (an instance or a replay set anywhere)."""
+        return self.instance.source != "default" or self.replay.value is not None
 
 
 @dataclass(frozen=True)
@@ -222,4 +229,5 @@ def resolve(
         artifacts=path("artifacts"),
         json=path("json"),
         thresholds=thresholds,
+        replay=path("replay"),
     )

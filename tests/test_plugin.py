@@ -95,12 +95,13 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
         f"--junitxml={report}", f"--gpufabric-json={report_json}",
         f"--gpufabric-artifacts={tmp_path / 'art'}",
     )  # fmt: skip
-    result.assert_outcomes(passed=13, skipped=7)
+    result.assert_outcomes(passed=13, skipped=16)
     result.stdout.fnmatch_lines(
         [
             "gpufabric: instance none [[]auto: no GPU visible (*); gloo on CPU, no floors]",
             "gpufabric: backend gloo, 2 ranks, torch *, GPUs none",
             "*SKIPPED [[]6] *test_bandwidth.py*: no instance profile (auto: no GPU visible*",
+            "*SKIPPED [[]9] *test_transports.py*: gloo backend: NCCL is not used on this run",
         ]
     )
     facts, cases = junit(report)
@@ -115,10 +116,11 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
     data = json.loads(report_json.read_text())
     assert data["schema"] == "pytest-gpufabric/1"
     assert {k: str(v) for k, v in data["run"].items()} == facts
-    assert data["summary"] == {"passed": 13, "skipped": 7}
+    assert data["summary"] == {"passed": 13, "skipped": 16}
     assert len(data["tests"]) == len(cases)
     logs = sorted(p.name for p in (tmp_path / "art" / "default").iterdir())
     assert logs == ["rank0.out.log", "rank1.out.log"]  # gloo: no NCCL log
+    assert json.loads((tmp_path / "art" / "report.json").read_text())["run"] == data["run"]
 
 
 def test_bandwidth_verdicts_end_to_end_with_a_cpu_profile(
@@ -164,7 +166,7 @@ def test_gpu_profile_on_a_node_without_gpus_is_one_failure(pytester: pytest.Pyte
     result = pytester.runpytest(
         str(SUITES), "-p", "no:cacheprovider", "--gpufabric-instance=hgx-h200-4gpu"
     )
-    result.assert_outcomes(passed=13, failed=1, skipped=24)
+    result.assert_outcomes(passed=13, failed=1, skipped=33)
     result.stdout.fnmatch_lines(
         [
             "profile hgx-h200-4gpu expects 4 × NVIDIA H200 (*hgx-h200-4gpu.yaml); this node has no GPU visible (*)",

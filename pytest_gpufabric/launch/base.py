@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..nccl_log import NcclLog
+
 Message = dict[str, Any]
 
 
@@ -56,15 +58,24 @@ class RankFailure(Exception):
         return "\n".join(lines)
 
 
+class EvidenceMissing(Exception):
+    """A replayed run holds no evidence for this job; the test is skipped with this reason."""
+
+
 class RankPool(Protocol):
     spec: PoolSpec
+    recorded: bool  # True when the pool replays a recorded run instead of running ranks
 
     @property
     def hello(self) -> list[Message]:
         """What each rank reported after joining (host, pid, versions, device), by rank."""
 
     def run(self, job: Message, what: str) -> list[Message]:
-        """Send ``job`` to every rank; return the results by rank or raise RankFailure."""
+        """Send ``job`` to every rank; return the results by rank or raise RankFailure
+        (EvidenceMissing when a recorded run has nothing for this job)."""
+
+    def nccl_log(self) -> NcclLog:
+        """What the ranks' NCCL debug output says so far."""
 
     def close(self) -> None:
         """Stop every rank; after this no process of the pool is left."""

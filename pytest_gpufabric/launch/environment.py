@@ -36,7 +36,7 @@ def merge_debug_subsys(current: str | None) -> str:
     return ",".join(items + [s for s in EVIDENCE_SUBSYS if s not in upper])
 
 
-def nccl_log_name(rank: int) -> str:
+def nccl_log_name(rank: int | str) -> str:  # "*" gives the glob of all ranks
     return f"rank{rank}.nccl.log"
 
 

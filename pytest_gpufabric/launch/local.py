@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..nccl_log import NcclLog, parse_files
 from .base import Message, PoolSpec, RankFailure, RankProblem
 from .environment import nccl_log_name, rank_environment
 
@@ -126,6 +127,8 @@ class LocalLauncher:
 
 
 class LocalPool:
+    recorded = False
+
     def __init__(self, spec: PoolSpec) -> None:
         self.spec = spec
         self._ranks: list[_Rank] = []
@@ -275,6 +278,11 @@ class LocalPool:
         if rank.nccl_path.exists():
             logs.append((rank.nccl_path, tail(rank.nccl_path)))
         return RankProblem(rank.rank, state, logs)
+
+    def nccl_log(self) -> NcclLog:
+        for rank in self._ranks:
+            rank.log.flush()
+        return parse_files(sorted(self.spec.directory.glob(nccl_log_name("*"))))
 
     def close(self) -> None:
         """Ask every rank to leave; whatever has not gone after a grace period is killed."""

@@ -1,0 +1,118 @@
+"""A "pool" that replays a recorded run: collective jobs are answered from recorded
+measurements (nccl-tests, this plugin's reports, results JSON), NCCL evidence comes from the
+recorded logs, and nothing is launched. Used with ``--gpufabric-replay DIR``."""
+
+from __future__ import annotations
+
+from ..collectives import Collective
+from ..inventory import Gpu, Inventory
+from ..nccl_log import NcclLog
+from ..recorded import RecordedRun
+from ..transports import comm_groups
+from ..units import format_size
+from .base import EvidenceMissing, Message, PoolSpec
+
+
+class ReplayLauncher:
+    name = "replay"
+
+    def __init__(self, run: RecordedRun) -> None:
+        self.run = run
+
+    def start(self, spec: PoolSpec) -> ReplayPool:
+        if spec.env:
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(spec.env.items()))
+            raise EvidenceMissing(f"a recorded run cannot be re-run with {settings}")
+        return ReplayPool(spec, self.run)
+
+
+class ReplayPool:
+    recorded = True
+
+    def __init__(self, spec: PoolSpec, run: RecordedRun) -> None:
+        self.spec = spec
+        self.run_ = run
+        self._hello = self._ranks()
+
+    @property
+    def hello(self) -> list[Message]:
+        return self._hello
+
+    def _ranks(self) -> list[Message]:
+        """Who took part: the ranks of the largest communicator in the NCCL logs, else the
+        devices listed by nccl-tests, else the facts of a recorded report."""
+        groups = comm_groups(self.nccl_log())
+        if groups:
+            world = groups[0]
+            return [
+                {
+                    "rank": rank,
+                    "host": proc.process.host,
+                    "pid": proc.process.pid,
+                    "backend": "nccl",
+                    "nccl": proc.nccl_version.value if proc.nccl_version else None,
+                    "node": proc.node,
+                }
+                for rank, proc in sorted(world.members.items())
+            ]
+        if self.run_.devices:
+            return [
+                {"rank": d.rank, "host": d.host, "pid": d.pid, "backend": "nccl", "gpu": d.name}
+                for d in self.run_.devices
+            ]
+        nranks = int(self.run_.report_facts.get("nranks", 0))
+        return [{"rank": r, "backend": "nccl"} for r in range(nranks)]
+
+    def run(self, job: Message, what: str) -> list[Message]:
+        if job.get("op") != "collective":
+            raise EvidenceMissing(f"nothing recorded for {what}")
+        collective, nbytes = Collective(job["collective"]), int(job["nbytes"])
+        timed = int(job["iters"]) > 0
+        found = self.run_.find(collective, nbytes, timed=timed)
+        if found is None:
+            kind = "measurement" if timed else "correctness result"
+            raise EvidenceMissing(
+                f"no recorded {kind} of {collective.value} {format_size(nbytes)} in "
+                f"{self.run_.directory}"
+            )
+        result: Message = {
+            "nbytes": found.nbytes,
+            "times_ms": [],
+            "median_ms": found.time_ms if timed else None,
+            "recorded": f"{found.origin}: {found.where}",
+        }
+        if found.mismatches is not None:
+            result["checked"] = found.checked or 1
+            result["mismatches"] = found.mismatches
+        # nccl-tests and reports keep the slowest rank's time only: every rank reports it.
+        return [dict(result) for _ in range(max(found.nranks, 1))]
+
+    def nccl_log(self) -> NcclLog:
+        return self.run_.nccl_log()
+
+    def close(self) -> None:
+        """Nothing runs."""
+
+
+def recorded_inventory(run: RecordedRun) -> Inventory:
+    """The recorded node's GPUs: from a recorded report, else nccl-tests' device lines (GPUs
+    of the first host); when neither exists the inventory is unknown, not empty."""
+    facts = run.report_facts
+    where = f"the recording in {run.directory}"
+    if facts.get("gpu_count"):
+        model, count = str(facts["gpu_model"]), int(facts["gpu_count"])
+        gpus = tuple(Gpu(i, model, "", "", 0) for i in range(count))
+        return Inventory(gpus, facts.get("driver"), str(facts.get("hostname", "")), None, None,
+                         origin=f"the report in {where}")  # fmt: skip
+    if run.devices:
+        host = run.devices[0].host
+        gpus = tuple(Gpu(d.rank, d.name, "", "", 0) for d in run.devices if d.host == host)
+        return Inventory(gpus, None, host, None, None, origin=f"nccl-tests device lines in {where}")
+    return Inventory((), None, "", None, None, known=False, origin=where)
+
+
+def recorded_world(run: RecordedRun) -> tuple[int, int]:
+    """(ranks, NCCL nodes) of the recorded run."""
+    hello = ReplayPool(PoolSpec("recorded", 0, "nccl", run.directory, 0.0), run).hello
+    nodes = {h.get("node", h.get("host")) for h in hello}
+    return len(hello), max(len(nodes), 1)

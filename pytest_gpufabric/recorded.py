@@ -1,0 +1,254 @@
+"""A recorded run, for ``--gpufabric-replay DIR``: every file under DIR is recognised by its
+content, not its name, and may contribute several kinds of evidence:
+
+- NCCL debug output (per-rank logs, or NCCL lines mixed into any text file);
+- nccl-tests stdout (``# Collective test starting: all_reduce_perf`` and its table) and its
+  ``-J`` JSON file (NVIDIA/nccl-tests src/util.cu: ``results[].out_of_place.time``, µs);
+- the JSON report this plugin writes (``--gpufabric-json``, and report.json in every
+  ``--gpufabric-artifacts`` bundle);
+- a plain results JSON ``{"world": N, "results": [{"op", "bytes", "ms", "ok"}]}``.
+
+Files nothing recognises are listed in ``ignored`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .collectives import Collective
+from .nccl_log import NcclLog, looks_like_nccl, parse_files
+
+MAX_FILE_BYTES = 256 << 20  # larger files are not read (a core dump is no evidence)
+
+_NCCL_TESTS_DTYPES = {
+    "bfloat16": "bfloat16", "float": "float32", "float32": "float32", "half": "float16",
+    "float16": "float16",
+}  # fmt: skip
+_OP = re.compile(r"# Collective test starting: (\w+?)_perf")
+_RANK = re.compile(
+    r"#\s+Rank\s+(\d+) Group\s+(\d+) Pid\s+(\d+) on\s+(\S+) device\s+(\d+) "
+    r"\[([0-9a-fA-F:.]+)\] (.+?)\s*$"
+)
+_ROW = re.compile(
+    r"^\s+(\d+)\s+(\d+)\s+(\w+)\s+(\S+)\s+(-?\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)"
+)
+
+
+@dataclass(frozen=True)
+class RecordedMeasurement:
+    collective: Collective
+    nbytes: int
+    nranks: int
+    time_ms: float | None  # None: only a correctness result was recorded
+    mismatches: int | None
+    checked: int | None
+    dtype: str | None
+    where: str  # file (and line)
+    origin: str  # which kind of file it came from
+
+
+@dataclass(frozen=True)
+class RecordedDevice:
+    rank: int
+    host: str
+    pid: int
+    name: str  # GPU model
+
+
+@dataclass
+class RecordedRun:
+    directory: Path
+    nccl_files: list[Path] = field(default_factory=list)
+    measurements: list[RecordedMeasurement] = field(default_factory=list)
+    devices: list[RecordedDevice] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # our own JSON reports
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
+    _log: NcclLog | None = None
+
+    def nccl_log(self) -> NcclLog:
+        """The recorded NCCL logs, parsed once."""
+        if self._log is None:
+            self._log = parse_files(self.nccl_files)
+        return self._log
+
+    def find(
+        self, collective: Collective, nbytes: int, *, timed: bool
+    ) -> RecordedMeasurement | None:
+        """The recorded result for this case; our own report first, then nccl-tests, then others."""
+        for m in self.measurements:
+            if (
+                m.collective is collective
+                and m.nbytes == nbytes
+                and (m.time_ms is not None or not timed)
+            ):
+                if not timed and m.mismatches is None:
+                    continue
+                return m
+        return None
+
+    @property
+    def report_facts(self) -> dict[str, Any]:
+        return dict(self.reports[0].get("run", {})) if self.reports else {}
+
+
+def load(directory: Path) -> RecordedRun:
+    """Read every file under ``directory`` (recursively) and keep what is evidence."""
+    run = RecordedRun(directory)
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    for path in files:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            run.ignored.append((path, f"larger than {MAX_FILE_BYTES >> 20} MiB"))
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        kinds = _classify(run, path, text)
+        if not kinds:
+            run.ignored.append((path, "no NCCL lines, nccl-tests output or known JSON"))
+    # Our own measurements first: same method as a live run, so they are preferred.
+    order = {"pytest-gpufabric report": 0, "nccl-tests JSON": 1, "nccl-tests": 2, "results JSON": 3}
+    run.measurements.sort(key=lambda m: order.get(m.origin, 9))
+    return run
+
+
+def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
+    kinds = []
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            kind = _json(run, path, data)
+            return [kind] if kind else []
+    if looks_like_nccl(text):
+        run.nccl_files.append(path)
+        kinds.append("NCCL log")
+    nccl_tests = "# Collective test starting:" in text or "#  Rank " in text
+    if nccl_tests and _nccl_tests_text(run, path, text):
+        kinds.append("nccl-tests")
+    return kinds
+
+
+def _collective(name: str) -> Collective | None:
+    try:
+        return Collective(name)
+    except ValueError:
+        return None
+
+
+def _nccl_tests_text(run: RecordedRun, path: Path, text: str) -> bool:
+    op: Collective | None = None
+    ranks: list[RecordedDevice] = []
+    found = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("#"):
+            if match := _OP.search(line):
+                op = _collective(match[1])
+                ranks = []
+            elif match := _RANK.match(line):
+                ranks.append(RecordedDevice(int(match[1]), match[4], int(match[3]), match[7]))
+            continue
+        match = _ROW.match(line)
+        if match is None or op is None or not ranks:
+            continue
+        wrong = match[9]
+        run.measurements.append(
+            RecordedMeasurement(
+                op,
+                int(match[1]),
+                len(ranks),
+                float(match[6]) / 1e3,
+                int(wrong) if wrong.isdigit() else None,
+                int(match[2]) if wrong.isdigit() else None,
+                _NCCL_TESTS_DTYPES.get(match[3]),
+                f"{path}:{number}",
+                "nccl-tests",
+            )
+        )
+        found = True
+    if found and not run.devices:
+        run.devices = ranks
+    return found
+
+
+def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
+    if data.get("schema", "").startswith("pytest-gpufabric/"):
+        run.reports.append(data)
+        for test in data.get("tests", []):
+            props = test.get("properties", {})
+            collective = _collective(str(props.get("collective", "")))
+            if collective is None or "bytes" not in props:
+                continue
+            run.measurements.append(
+                RecordedMeasurement(
+                    collective,
+                    int(props["bytes"]),
+                    int(props.get("nranks", 0)),
+                    float(props["time_ms"]) if "time_ms" in props else None,
+                    int(props["mismatches"]) if "mismatches" in props else None,
+                    int(props["checked_elements"]) if "checked_elements" in props else None,
+                    props.get("dtype"),
+                    f"{path} ({test.get('nodeid')})",
+                    "pytest-gpufabric report",
+                )
+            )
+        return "pytest-gpufabric report"
+    if (
+        isinstance(data.get("results"), list)
+        and isinstance(data.get("args"), list)
+        and "config" in data
+    ):
+        return _nccl_tests_json(run, path, data)
+    if isinstance(data.get("world"), int) and isinstance(data.get("results"), list):
+        for entry in data["results"]:
+            collective = _collective(str(entry.get("op", "")))
+            if collective is None or "bytes" not in entry or "ms" not in entry:
+                continue
+            ok = entry.get("ok")
+            run.measurements.append(
+                RecordedMeasurement(
+                    collective, int(entry["bytes"]), int(data["world"]), float(entry["ms"]),
+                    None if ok is None else (0 if ok else 1), None, None, str(path), "results JSON",
+                )
+            )  # fmt: skip
+        return "results JSON"
+    return None
+
+
+def _nccl_tests_json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
+    program = Path(str(data["args"][0])).name if data["args"] else ""
+    collective = _collective(program.removesuffix("_perf"))
+    if collective is None:
+        return None
+    config = data.get("config", {})
+    devices = config.get("devices", [])
+    nranks = max(len(devices), 1) * int(config.get("nthreads", 1)) * int(config.get("ngpus", 1))
+    for entry in data["results"]:
+        body = entry.get("out_of_place") or entry.get("in_place")
+        if not isinstance(body, dict) or "time" not in body:
+            continue
+        wrong = body.get("nwrong")
+        run.measurements.append(
+            RecordedMeasurement(
+                collective, int(entry["size"]), nranks, float(body["time"]) / 1e3,
+                None if wrong is None else int(wrong), int(entry.get("count", 0)) or None,
+                _NCCL_TESTS_DTYPES.get(str(entry.get("type"))), str(path), "nccl-tests JSON",
+            )
+        )  # fmt: skip
+    if not run.devices:  # one entry per process; each drives nthreads × ngpus GPUs
+        per_process = int(config.get("nthreads", 1)) * int(config.get("ngpus", 1))
+        for d in devices:
+            for _ in range(per_process):
+                run.devices.append(
+                    RecordedDevice(
+                        len(run.devices),
+                        str(d.get("hostname", "")),
+                        int(d.get("pid", 0)),
+                        str(d.get("device_info", "")),
+                    )
+                )
+    return "nccl-tests JSON"

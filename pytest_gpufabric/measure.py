@@ -32,6 +32,7 @@ class Measurement:
     checked: int  # result elements compared on each rank (0: not verified)
     mismatches: int  # summed over ranks
     first_mismatch: Mismatch | None
+    recorded: str | None = None  # where a replayed measurement came from
 
     @property
     def label(self) -> str:
@@ -85,4 +86,5 @@ def from_results(
         checked=int(results[0].get("checked", 0)),
         mismatches=sum(int(r.get("mismatches", 0)) for r in results),
         first_mismatch=first,
+        recorded=results[0].get("recorded"),
     )

@@ -62,12 +62,14 @@ def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -
     if not directory.is_dir():
         raise SettingError(f"{where}: no such directory")
     run = recorded.load(directory)
-    ranks, nodes = recorded_world(run)
+    ranks, nodes, backend = recorded_world(run)
     if not ranks and not run.measurements:
         raise SettingError(f"{where}: no NCCL debug lines, nccl-tests output or gpufabric report")
     inventory = recorded_inventory(run)
     launcher = ReplayLauncher(run)
-    return FabricSession.build(settings, catalogue, inventory, launcher, recorded=(ranks, nodes))
+    return FabricSession.build(
+        settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend)
+    )
 
 
 def _build_session(config: pytest.Config) -> FabricSession:

@@ -164,13 +164,13 @@ class FabricSession:
         catalogue: Catalogue,
         inventory: Inventory,
         launcher: Launcher,
-        recorded: tuple[int, int] | None = None,
+        recorded: tuple[int, int, str] | None = None,
     ) -> FabricSession:
-        """``recorded``: (ranks, nodes) of a replayed run (replay is always NCCL)."""
+        """``recorded``: (ranks, nodes, backend) of a replayed run."""
         profile, reason = choose_profile(settings, catalogue, inventory)
         if recorded is not None:
-            ranks, nodes = recorded
-            return cls(settings, catalogue, profile, reason, inventory, "nccl", ranks, launcher,
+            ranks, nodes, backend = recorded
+            return cls(settings, catalogue, profile, reason, inventory, backend, ranks, launcher,
                        artifacts=settings.artifacts.value, nnodes=nodes)  # fmt: skip
         # A CPU-only profile judges gloo even where GPUs exist; otherwise GPUs mean NCCL.
         gpu_run = bool(inventory.gpus) and (profile is None or profile.gpu_count > 0)

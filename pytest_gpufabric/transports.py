@@ -282,11 +282,18 @@ def _node_text(nodes: Counter[str]) -> str:
 
 
 def connections(conns: Iterable[Connection]) -> list[Connection]:
-    """One line per connection: NET connections are logged by both ends ([send], [receive])."""
-    seen: dict[tuple[int, int, int, int | None, str], Connection] = {}
+    """One line per connection: NET connections are logged by both ends ([send], [receive]);
+    every other transport only by the sender (and SHM lines carry no connIndex to merge on)."""
+    seen: set[tuple[int, int, int, int | None]] = set()
+    unique = []
     for conn in conns:
-        seen.setdefault((conn.src, conn.dst, conn.channel, conn.conn, conn.transport), conn)
-    return list(seen.values())
+        if conn.transport == "NET":
+            key = (conn.src, conn.dst, conn.channel, conn.conn)
+            if key in seen:
+                continue
+            seen.add(key)
+        unique.append(conn)
+    return unique
 
 
 def _transport_counts(conns: Iterable[Connection]) -> str:

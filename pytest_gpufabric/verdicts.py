@@ -36,6 +36,8 @@ def _measurement_properties(m: Measurement) -> list[Property]:
         ]
     if m.checked:
         props += [("checked_elements", m.checked), ("mismatches", m.mismatches)]
+    if m.recorded:
+        props.append(("recorded_in", m.recorded))
     return props
 
 
@@ -77,9 +79,14 @@ def judge_busbw(m: Measurement, floor: Floor, profile_name: str) -> Verdict:
     if correctness is not None and not correctness.passed:
         return Verdict(False, correctness.message, tuple(props))
     per_rank = ", ".join(f"{t:.3f}" for t in m.rank_median_ms)
+    how = (
+        f"recorded in {m.recorded}"
+        if m.recorded
+        else f"median of {m.iters} iterations after {m.warmup} warm-up, slowest rank "
+        f"{m.slowest_rank}; per rank {per_rank} ms"
+    )
     detail = (
-        f"  measured: {m.time_ms:.3f} ms (median of {m.iters} iterations after {m.warmup} warm-up, "
-        f"slowest rank {m.slowest_rank}; per rank {per_rank} ms), algbw {m.algbw_gbps:.1f} GB/s\n"
+        f"  measured: {m.time_ms:.3f} ms ({how}), algbw {m.algbw_gbps:.1f} GB/s\n"
         f"  floor: {floor.busbw_gbps:g} GB/s from {floor.where} (profile {profile_name})\n"
         f"  source: {floor.source}" + (f"\n  margin policy: {floor.margin}" if floor.margin else "")
     )

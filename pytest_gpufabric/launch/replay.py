@@ -111,8 +111,10 @@ def recorded_inventory(run: RecordedRun) -> Inventory:
     return Inventory((), None, "", None, None, known=False, origin=where)
 
 
-def recorded_world(run: RecordedRun) -> tuple[int, int]:
-    """(ranks, NCCL nodes) of the recorded run."""
+def recorded_world(run: RecordedRun) -> tuple[int, int, str]:
+    """(ranks, NCCL nodes, backend) of the recorded run; a recorded report names its backend,
+    anything else recorded is NCCL."""
     hello = ReplayPool(PoolSpec("recorded", 0, "nccl", run.directory, 0.0), run).hello
     nodes = {h.get("node", h.get("host")) for h in hello}
-    return len(hello), max(len(nodes), 1)
+    backend = str(run.report_facts.get("backend", "nccl"))
+    return len(hello), max(len(nodes), 1), backend

@@ -36,7 +36,9 @@ def build(directory: Path, mbytes: float) -> tuple[int, int]:
     while written < mbytes * 1e6:
         for text in texts:
             host = f"node{node:04d}"
-            rank_log = _PROCESS.sub(lambda m: f"{m[1] or ''}{host}:{int(m[3]) + node}:", text)
+            rank_log = _PROCESS.sub(
+                lambda m, host=host, node=node: f"{m[1] or ''}{host}:{int(m[3]) + node}:", text
+            )
             (directory / f"{host}.{files}.log").write_text(rank_log)
             written += len(rank_log)
             files += 1

@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_gpufabric.nccl_log import parse_files
@@ -28,6 +29,11 @@ def sources() -> list[str]:
     return [p.read_text() for p in logs]
 
 
+def _renamer(host: str, pid_offset: int) -> Callable[[re.Match[str]], str]:
+    """Give every copy of a log its own host and pids, as another node's ranks would have."""
+    return lambda m: f"{m[1] or ''}{host}:{int(m[3]) + pid_offset}:"
+
+
 def build(directory: Path, mbytes: float) -> tuple[int, int]:
     """Write rank logs until ``mbytes`` MB; returns (files, bytes)."""
     texts = sources()
@@ -36,9 +42,7 @@ def build(directory: Path, mbytes: float) -> tuple[int, int]:
     while written < mbytes * 1e6:
         for text in texts:
             host = f"node{node:04d}"
-            rank_log = _PROCESS.sub(
-                lambda m, host=host, node=node: f"{m[1] or ''}{host}:{int(m[3]) + node}:", text
-            )
+            rank_log = _PROCESS.sub(_renamer(host, node), text)
             (directory / f"{host}.{files}.log").write_text(rank_log)
             written += len(rank_log)
             files += 1

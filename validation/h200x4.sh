@@ -46,6 +46,28 @@ for stage_name in "$@"; do
       NCCL_MAX_NCHANNELS=1 python3 benchmarks/suite_wall.py --instance hgx-h200-4gpu --out "$W/final-nchannels1" -- --gpufabric-thresholds "$W/final"
       grep -E "^(FAILED|PASSED) " "$W/final-nchannels1/run1/pytest.log"
       sed -n '/= FAILURES =/,/short test summary/p' "$W/final-nchannels1/run1/pytest.log" | grep -A6 "test_busbw\[all_reduce-1GiB\] _" ;;
+    transports)
+      for run in healthy p2p_disabled; do
+        if [ "$run" = p2p_disabled ]; then export NCCL_P2P_DISABLE=1; fi
+        stage "live suite, $run"
+        python3 -m pytest suites/ -p no:cacheprovider -rfE --gpufabric-instance hgx-h200-4gpu \
+          --gpufabric-artifacts "$W/live-$run" --gpufabric-json "$W/live-$run.json" \
+          --junitxml "$W/live-$run.xml" > "$W/live-$run.log" 2>&1; grep -vE "^(PASSED|FAILED)  " "$W/live-$run.log" | head -60
+        unset NCCL_P2P_DISABLE
+        stage "replay of the live $run bundle"
+        python3 -m pytest suites/ -p no:cacheprovider -q --gpufabric-replay "$W/live-$run" \
+          --gpufabric-instance hgx-h200-4gpu --gpufabric-json "$W/replay-$run.json" > "$W/replay-$run.log" 2>&1
+        tail -1 "$W/replay-$run.log"
+      done
+      for fixture in default p2p_disabled; do
+        python3 -m pytest suites/ -p no:cacheprovider -q --gpufabric-replay "tests/data/h200x4-nccl2.28.9/$fixture" \
+          --gpufabric-instance hgx-h200-4gpu --gpufabric-json "$W/fixture-$fixture.json" > "$W/fixture-$fixture.log" 2>&1
+      done
+      stage "verdicts: healthy"
+      python3 validation/compare_verdicts.py live="$W/live-healthy.json" replay="$W/replay-healthy.json" fixture="$W/fixture-default.json"
+      stage "verdicts: NCCL_P2P_DISABLE=1"
+      python3 validation/compare_verdicts.py live="$W/live-p2p_disabled.json" replay="$W/replay-p2p_disabled.json" fixture="$W/fixture-p2p_disabled.json"
+      grep -A4 "test_nccl.intra_node_transport. _" "$W/live-p2p_disabled.log" | head -8 ;;
     auto)
       stage "auto detection"
       python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;

@@ -14,57 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .findings import Finding, Judgement, Property, judged, passed, quote, skipped
 from .nccl_log import Comm, Connection, Fact, NcclLog, OfiInit, Process, ProcessLog
 from .profiles import Expectation, NcclExpectations
 
-Property = tuple[str, object]
 EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    summary: str
-    evidence: tuple[str, ...]  # '"<line text>" (file:line)'
-    expected: str
-    remedy: str
-
-    def render(self) -> str:
-        lines = [self.summary]
-        lines += [f"  evidence: {e}" for e in self.evidence]
-        if self.expected:
-            lines.append(f"  expected: {self.expected}")
-        if self.remedy:
-            lines.append(f"  remedy: {self.remedy}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Judgement:
-    status: str  # passed | failed | skipped
-    reason: str = ""  # why skipped, or a one-line summary
-    findings: tuple[Finding, ...] = ()
-    properties: tuple[Property, ...] = ()
-
-    @property
-    def message(self) -> str:
-        return "\n".join(f.render() for f in self.findings) or self.reason
-
-
-def _passed(reason: str, props: Iterable[Property] = ()) -> Judgement:
-    return Judgement("passed", reason, (), tuple(props))
-
-
-def _skipped(reason: str, props: Iterable[Property] = ()) -> Judgement:
-    return Judgement("skipped", reason, (), tuple(props))
-
-
-def _judged(findings: Sequence[Finding], summary: str, props: Iterable[Property]) -> Judgement:
-    status = "failed" if findings else "passed"
-    return Judgement(status, summary, tuple(findings), tuple(props))
-
-
-def quote(text: str, where: object) -> str:
-    return f'"{text}" ({where})'
 
 
 def _connection_evidence(conns: Sequence[Connection]) -> tuple[str, ...]:
@@ -181,7 +135,7 @@ def judge_init(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """Every rank of every communicator logged Init COMPLETE."""
     groups = comm_groups(log)
     if not groups:
-        return _skipped(
+        return skipped(
             "no communicator in the NCCL logs ('Init COMPLETE' / 'comm ... nRanks' lines)"
         )
     findings = []
@@ -218,14 +172,14 @@ def judge_init(log: NcclLog, exp: NcclExpectations) -> Judgement:
     versions = sorted(log.versions)
     if versions:
         props.append(("nccl_log_version", ",".join(versions)))
-    return _judged(findings, f"{len(groups)} communicator(s), all ranks initialised", props)
+    return judged(findings, f"{len(groups)} communicator(s), all ranks initialised", props)
 
 
 def judge_nodes(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """NCCL's nNodes and localRanks equal the nodes the ranks actually ran on."""
     groups = [g for g in comm_groups(log) if any(c.nnodes is not None for c in g.comms.values())]
     if not groups:
-        return _skipped("no 'comm ... nRanks ... nNodes' lines (NCCL < 2.20, or INIT not logged)")
+        return skipped("no 'comm ... nRanks ... nNodes' lines (NCCL < 2.20, or INIT not logged)")
     findings = []
     world = groups[0]
     per_node = Counter(p.node for p in world.members.values())
@@ -265,7 +219,7 @@ def judge_nodes(log: NcclLog, exp: NcclExpectations) -> Judgement:
         ("nodes", len(per_node)),
         ("ranks_per_node", ",".join(f"{n}={c}" for n, c in sorted(per_node.items()))),
     ]
-    return _judged(findings, f"{len(per_node)} node(s) as launched", props)
+    return judged(findings, f"{len(per_node)} node(s) as launched", props)
 
 
 def _summary_text(comm: Comm) -> str:
@@ -304,7 +258,7 @@ def _transport_counts(conns: Iterable[Connection]) -> str:
 def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """Every connection between ranks of one node uses the expected transport (and path)."""
     if exp.transport is None:
-        return _skipped("the profile sets no nccl.intra_node.transport")
+        return skipped("the profile sets no nccl.intra_node.transport")
     topo = Topology(log)
     same, _, _ = topo.split()
     same = connections(same)
@@ -314,7 +268,7 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
         ("intra_node_transports", _transport_counts(same)),
     ]
     if not same and not findings:
-        return _skipped(
+        return skipped(
             _no_connections_reason(log) if not log.connections else "no two ranks on one node",
             props,
         )
@@ -360,7 +314,7 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
         )
     if exp.path is not None:
         findings += _judge_paths(log, exp.path)
-    return _judged(findings, f"{len(same)} same-node connections use {want}", props)
+    return judged(findings, f"{len(same)} same-node connections use {want}", props)
 
 
 def _judge_paths(log: NcclLog, exp: Expectation) -> list[Finding]:
@@ -410,9 +364,9 @@ def judge_p2p_mode(log: NcclLog, exp: NcclExpectations) -> Judgement:
         ("p2p_read_connections", sum(c.read for c in p2p)),
     ]
     if exp.p2p_read is None:
-        return _skipped("the profile sets no nccl.intra_node.p2p_read", props)
+        return skipped("the profile sets no nccl.intra_node.p2p_read", props)
     if not p2p:
-        return _skipped("no P2P connection in the logs", props)
+        return skipped("no P2P connection in the logs", props)
     want = bool(exp.p2p_read.value)
     wrong = [c for c in p2p if c.read != want]
     findings = []
@@ -430,7 +384,7 @@ def judge_p2p_mode(log: NcclLog, exp: NcclExpectations) -> Judgement:
             )
         )
     mode_text = ", ".join(str(m) for m in modes)
-    return _judged(findings, f"{len(p2p)} P2P connections ({mode_text}), read={want}", props)
+    return judged(findings, f"{len(p2p)} P2P connections ({mode_text}), read={want}", props)
 
 
 def judge_inter_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
@@ -443,9 +397,9 @@ def judge_inter_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
         ("inter_node_transports", _transport_counts(cross)),
     ]
     if not cross:
-        return _skipped("single-node run: no connection between nodes", props)
+        return skipped("single-node run: no connection between nodes", props)
     if exp.networks is None:
-        return _skipped("the profile sets no nccl.network.names", props)
+        return skipped("the profile sets no nccl.network.names", props)
     names = {n.lower() for n in exp.networks.names}
     findings = _unknown_via(log)
     not_net = [c for c in cross if c.transport != "NET"]
@@ -487,7 +441,7 @@ def judge_inter_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
                 "(NCCL_NET_GDR_LEVEL) and, on EFA, aws-ofi-nccl with FI_HMEM support",
             )
         )
-    return _judged(findings, f"{len(cross)} inter-node connections over {wanted}", props)
+    return judged(findings, f"{len(cross)} inter-node connections over {wanted}", props)
 
 
 def _network_remedy(log: NcclLog) -> str:
@@ -515,9 +469,9 @@ def judge_network(log: NcclLog, exp: NcclExpectations) -> Judgement:
     chosen = [(p, f) for p in log.processes.values() for f in p.networks]
     props: list[Property] = [("networks", ",".join(sorted({f.value for _, f in chosen})))]
     if exp.networks is None:
-        return _skipped("the profile sets no nccl.network.names", props)
+        return skipped("the profile sets no nccl.network.names", props)
     if not chosen:
-        return _skipped("no 'Using network' line in the logs", props)
+        return skipped("no 'Using network' line in the logs", props)
     names = {n.lower() for n in exp.networks.names}
     wrong = [(p, f) for p, f in chosen if f.value.lower() not in names]
     findings = []
@@ -536,16 +490,16 @@ def judge_network(log: NcclLog, exp: NcclExpectations) -> Judgement:
                 _network_remedy(log),
             )
         )
-    return _judged(findings, f"every rank uses {props[0][1]}", props)
+    return judged(findings, f"every rank uses {props[0][1]}", props)
 
 
 def judge_net_plugin(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """The expected network plugin initialised, with the expected provider, NICs and protocol."""
     if exp.plugin is None:
-        return _skipped("the profile sets no nccl.network.plugin")
+        return skipped("the profile sets no nccl.network.plugin")
     procs = list(log.processes.values())
     if not procs:
-        return _skipped("no NCCL debug lines found")
+        return skipped("no NCCL debug lines found")
     findings = []
     missing = [p for p in procs if p.ofi is None or p.ofi.version is None]
     failed = [(p, p.ofi) for p in procs if p.ofi is not None and p.ofi.failures]
@@ -600,7 +554,7 @@ def judge_net_plugin(log: NcclLog, exp: NcclExpectations) -> Judgement:
                         "environment",
                     )
                 )
-    return _judged(findings, "aws-ofi-nccl initialised on every rank", props)
+    return judged(findings, "aws-ofi-nccl initialised on every rank", props)
 
 
 _OFI_FIELDS: tuple[tuple[str, Callable[[OfiInit], object]], ...] = (
@@ -617,9 +571,9 @@ def judge_nvls(log: NcclLog, exp: NcclExpectations) -> Judgement:
     used = any(n > 0 for n in channels)
     props: list[Property] = [("nvls_used", used)]
     if exp.nvls is None:
-        return _skipped("the profile sets no nccl.intra_node.nvls", props)
+        return skipped("the profile sets no nccl.intra_node.nvls", props)
     if not channels:
-        return _skipped("no 'nvls channels' line in the logs (INIT not logged?)", props)
+        return skipped("no 'nvls channels' line in the logs (INIT not logged?)", props)
     want = bool(exp.nvls.value)
     findings = []
     if used != want:
@@ -639,16 +593,16 @@ def judge_nvls(log: NcclLog, exp: NcclExpectations) -> Judgement:
                 "host that must keep it off needs NCCL_NVLS_ENABLE=0 in every rank's environment",
             )
         )
-    return _judged(findings, f"NVLS {'on' if used else 'off'} as expected", props)
+    return judged(findings, f"NVLS {'on' if used else 'off'} as expected", props)
 
 
 def judge_warnings(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """No NCCL WARN line."""
     props: list[Property] = [("nccl_warnings", len(log.warnings))]
     if not log.processes:
-        return _skipped("no NCCL debug lines found", props)
+        return skipped("no NCCL debug lines found", props)
     if not log.warnings:
-        return _passed("no NCCL WARN line", props)
+        return passed("no NCCL WARN line", props)
     distinct = Counter(w.message for w in log.warnings)
     first = {w.message: w for w in reversed(log.warnings)}
     evidence = tuple(
@@ -666,7 +620,7 @@ def judge_warnings(log: NcclLog, exp: NcclExpectations) -> Judgement:
         "no NCCL WARN line",
         remedy,
     )
-    return _judged([finding], "", props)
+    return judged([finding], "", props)
 
 
 CHECKS: dict[str, Callable[[NcclLog, NcclExpectations], Judgement]] = {

@@ -1,0 +1,280 @@
+"""Facts about the host a node's GPUs sit in: fabric manager state, NVLink links and error
+counters, P2P capability, PCIe links, GPU-NIC distance, /dev/shm, RDMA devices, memlock and
+GPUDirect RDMA support. One model, filled live (NVML, sysfs, /proc, nvidia-smi) or from
+recorded captures (host_captures.py), judged by host_checks.py.
+
+Every fact says where it came from (``origin``), so a finding can cite it, and collection
+never raises: a tool or permission that is missing becomes a note in ``unavailable``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import resource
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# nvmlNvLinkVersion_t -> NVLink generation (nvml.h; 6 is Hopper's NVLink 4)
+NVLINK_VERSIONS = {1: "1.0", 2: "2.0", 3: "2.2", 4: "3.0", 5: "3.1", 6: "4.0", 7: "5.0", 8: "6.0"}
+P2P_CAPS = ("read", "write", "nvlink", "atomics")  # NVML_P2P_CAPS_INDEX_* 0..3
+NVLINK_COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")  # NVML_NVLINK_ERROR_DL_* 0..3
+FABRIC_STATES = {0: "Not Supported", 1: "Not Started", 2: "In Progress", 3: "Completed"}
+EFA_VENDOR = 0x1D0F
+SHM_PATH = "/dev/shm"  # noqa: S108 - checking it is the point, not using it as scratch space
+
+
+@dataclass
+class Link:
+    active: bool
+    version: str | None = None
+    errors: dict[str, int] = field(default_factory=dict)  # counter name -> absolute count
+
+
+@dataclass
+class GpuHost:
+    index: int
+    name: str
+    uuid: str = ""
+    pci_bus_id: str = ""
+    fabric_state: str | None = None  # "Completed", "In Progress", "Not Started", "Not Supported"
+    fabric_status: str | None = None  # "Success" or an error name; meaningful when Completed
+    links: dict[int, Link] = field(default_factory=dict)
+    pcie_gen: int | None = None  # current
+    pcie_gen_max: int | None = None  # of the link (GPU and slot)
+    pcie_width: int | None = None
+    pcie_width_max: int | None = None
+
+
+@dataclass
+class Shm:
+    path: str
+    fstype: str | None
+    size: int | None  # bytes
+    free: int | None
+    dev: int | None  # st_dev: ranks must share it (NCCL >= 2.24)
+    origin: str
+
+
+@dataclass
+class HostFacts:
+    origin: str  # "this node (NVML, sysfs)" or the capture files
+    driver: str | None = None
+    gpus: list[GpuHost] = field(default_factory=list)
+    p2p: dict[tuple[int, int], dict[str, str]] = field(default_factory=dict)  # cap -> OK/NS/...
+    topology: dict[str, dict[str, str]] = field(default_factory=dict)  # nvidia-smi topo -m
+    nics: dict[str, str] = field(default_factory=dict)  # NIC0 -> mlx5_0 (topo -m legend)
+    shm: Shm | None = None
+    rdma_devices: list[tuple[str, str]] = field(default_factory=list)  # (name, driver)
+    efa_pci_devices: int | None = None
+    memlock: str | None = None  # "unlimited" or bytes
+    peermem: bool | None = None
+    dmabuf: bool | None = None
+    kernel: str | None = None
+    origins: dict[str, str] = field(default_factory=dict)  # fact family -> where it came from
+    unavailable: dict[str, str] = field(default_factory=dict)  # fact family -> why not known
+
+    def link_counters(self) -> dict[tuple[int, int, str], int]:
+        return {
+            (gpu.index, number, name): value
+            for gpu in self.gpus
+            for number, link in gpu.links.items()
+            for name, value in link.errors.items()
+        }
+
+
+# --- live collection -------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_nvml(facts: HostFacts, indices: list[int] | None = None) -> None:
+    """GPUs, fabric state, NVLink links and counters, P2P status and PCIe links from NVML.
+    ``indices``: the NVML indices to read (the GPUs CUDA shows the ranks), default all."""
+    try:
+        import pynvml
+    except ImportError:
+        facts.unavailable["nvml"] = "nvidia-ml-py is not installed"
+        return
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        facts.unavailable["nvml"] = f"NVML unavailable: {exc}"
+        return
+    try:
+        facts.driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        count = pynvml.nvmlDeviceGetCount()
+        wanted = indices if indices is not None else list(range(count))
+        handles = {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in wanted}
+        for index, handle in handles.items():
+            gpu = GpuHost(
+                index,
+                _text(pynvml.nvmlDeviceGetName(handle)),
+                _text(pynvml.nvmlDeviceGetUUID(handle)),
+                _text(pynvml.nvmlDeviceGetPciInfo(handle).busId),
+            )
+            _nvml_fabric(pynvml, handle, gpu)
+            _nvml_links(pynvml, handle, gpu)
+            _nvml_pcie(pynvml, handle, gpu)
+            facts.gpus.append(gpu)
+        for a, ha in handles.items():
+            for b, hb in handles.items():
+                if a != b:
+                    facts.p2p[(a, b)] = {
+                        # Literal indices: NVML_P2P_CAPS_INDEX_READ is the tuple (0,) in
+                        # nvidia-ml-py 10.418-13.610 (a stray trailing comma).
+                        cap: _P2P_STATUS.get(_call(pynvml.nvmlDeviceGetP2PStatus, ha, hb, i), "U")
+                        for i, cap in enumerate(P2P_CAPS)
+                    }
+        facts.origins["gpus"] = facts.origins["p2p"] = "NVML on this node"
+    except pynvml.NVMLError as exc:
+        facts.unavailable["nvml"] = f"NVML query failed: {exc}"
+    finally:
+        pynvml.nvmlShutdown()
+
+
+_P2P_STATUS = {0: "OK", 1: "CNS", 2: "GNS", 3: "TNS", 4: "DR", 5: "NS", 6: "U"}
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    """An NVML call whose failure (not supported, no permission) is a missing value."""
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+def _nvml_fabric(pynvml: Any, handle: Any, gpu: GpuHost) -> None:
+    info_type = getattr(pynvml, "c_nvmlGpuFabricInfoV_t", None)
+    getter = getattr(pynvml, "nvmlDeviceGetGpuFabricInfoV", None)
+    if info_type is None or getter is None:
+        return  # too old an nvidia-ml-py: the nvidia-smi XML fallback fills it
+    info = info_type()
+    try:
+        # By reference: passing the struct itself crashes the interpreter (research §9), and
+        # the old non-V struct misreads state 0 on healthy GPUs.
+        getter(handle, ctypes.byref(info))
+    except pynvml.NVMLError_NotSupported:
+        gpu.fabric_state = "Not Supported"
+        return
+    except Exception:
+        return
+    gpu.fabric_state = FABRIC_STATES.get(int(info.state), f"state {info.state}")
+    gpu.fabric_status = "Success" if int(info.status) == 0 else f"NVML error {int(info.status)}"
+
+
+def _nvml_links(pynvml: Any, handle: Any, gpu: GpuHost) -> None:
+    for number in range(int(getattr(pynvml, "NVML_NVLINK_MAX_LINKS", 18))):
+        state = _call(pynvml.nvmlDeviceGetNvLinkState, handle, number)
+        if state is None:
+            break
+        version = _call(pynvml.nvmlDeviceGetNvLinkVersion, handle, number)
+        errors = {}
+        for counter, name in enumerate(NVLINK_COUNTERS):
+            value = _call(pynvml.nvmlDeviceGetNvLinkErrorCounter, handle, number, counter)
+            if value is not None:
+                errors[name] = int(value)
+        gpu.links[number] = Link(bool(state), NVLINK_VERSIONS.get(version or 0), errors)
+
+
+def _nvml_pcie(pynvml: Any, handle: Any, gpu: GpuHost) -> None:
+    gpu.pcie_gen = _call(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle)
+    gpu.pcie_gen_max = _call(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle)
+    gpu.pcie_width = _call(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle)
+    gpu.pcie_width_max = _call(pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle)
+
+
+def read_shm(path: str = SHM_PATH) -> Shm:
+    """Mounted? tmpfs? size, free and st_dev of /dev/shm as this process sees it."""
+    origin = f"statvfs({path}) and /proc/self/mountinfo of pid {os.getpid()}"
+    try:
+        stat, vfs = os.stat(path), os.statvfs(path)
+    except OSError as exc:
+        return Shm(path, None, None, None, None, f"{origin}: {exc.strerror}")
+    fstype = None
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split(" - ")
+            if len(fields) == 2 and fields[0].split()[4] == path:
+                fstype = fields[1].split()[0]  # the last mount over the path wins
+    except OSError:
+        pass
+    return Shm(
+        path, fstype, vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize, stat.st_dev, origin
+    )
+
+
+def read_rdma(facts: HostFacts, sys_root: Path = Path("/sys")) -> None:
+    """RDMA devices (and their kernel driver), EFA PCI functions, memlock, GPUDirect RDMA."""
+    ib = sys_root / "class" / "infiniband"
+    if ib.is_dir():
+        for entry in sorted(ib.iterdir()):
+            driver = entry / "device" / "driver"
+            facts.rdma_devices.append(
+                (entry.name, driver.resolve().name if driver.exists() else "?")
+            )
+    pci = sys_root / "bus" / "pci" / "devices"
+    if pci.is_dir():
+        count = 0
+        for function in pci.iterdir():
+            try:
+                vendor = int((function / "vendor").read_text(), 16)
+                product = int((function / "device").read_text(), 16)
+            except (OSError, ValueError):
+                continue
+            count += vendor == EFA_VENDOR and (product & 0xFFF0) == 0xEFA0  # as aws-ofi-nccl does
+        facts.efa_pci_devices = count
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    facts.memlock = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    facts.peermem = (sys_root / "module" / "nvidia_peermem").exists()
+    facts.kernel = os.uname().release
+    try:
+        version = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        version = ""
+    major_minor = tuple(int(x) for x in re.findall(r"\d+", facts.kernel)[:2])
+    # dma-buf GPUDirect RDMA needs kernel >= 5.12 and NVIDIA's open kernel modules.
+    facts.dmabuf = major_minor >= (5, 12) and "Open Kernel Module" in version
+    facts.origins["rdma"] = (
+        f"{ib}, {pci}, RLIMIT_MEMLOCK, {sys_root}/module, /proc/driver/nvidia/version"
+    )
+
+
+def read_topology(facts: HostFacts) -> None:
+    """nvidia-smi topo -m: GPU-GPU links and GPU-NIC distances (NVML has no NIC view)."""
+    from .host_captures import parse_topo_matrix
+
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        facts.unavailable["topology"] = "nvidia-smi is not installed (GPU-NIC distances need it)"
+        return
+    try:
+        out = subprocess.run(
+            [tool, "topo", "-m"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        facts.unavailable["topology"] = f"nvidia-smi topo -m failed: {exc}"
+        return
+    if out.returncode != 0:
+        facts.unavailable["topology"] = (
+            f"nvidia-smi topo -m exited {out.returncode}: {out.stderr.strip()[:200]}"
+        )
+        return
+    facts.topology, facts.nics = parse_topo_matrix(out.stdout)
+    facts.origins["topology"] = "nvidia-smi topo -m on this node"
+
+
+def collect(indices: list[int] | None = None) -> HostFacts:
+    """Everything this node says about itself; nothing here raises."""
+    facts = HostFacts("this node (NVML, nvidia-smi, sysfs, /proc)")
+    read_nvml(facts, indices)
+    read_topology(facts)
+    facts.shm = read_shm()
+    read_rdma(facts)
+    return facts

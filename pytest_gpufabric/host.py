@@ -25,7 +25,7 @@ P2P_CAPS = ("read", "write", "nvlink", "atomics")  # NVML_P2P_CAPS_INDEX_* 0..3
 NVLINK_COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")  # NVML_NVLINK_ERROR_DL_* 0..3
 FABRIC_STATES = {0: "Not Supported", 1: "Not Started", 2: "In Progress", 3: "Completed"}
 EFA_VENDOR = 0x1D0F
-SHM_PATH = "/dev/shm"  # noqa: S108 - checking it is the point, not using it as scratch space
+SHM_PATH = "/dev/shm"
 
 
 @dataclass

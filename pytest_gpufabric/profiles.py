@@ -64,6 +64,14 @@ class Expectation:
         return f"{self.key} in {self.where}; source: {self.source}"
 
     @property
+    def integer(self) -> int:
+        return int(self.value) if isinstance(self.value, (int, float, str)) else 0
+
+    @property
+    def number(self) -> float:
+        return float(self.value) if isinstance(self.value, (int, float, str)) else 0.0
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The value as a tuple of strings (lists such as nccl.network.names)."""
         if isinstance(self.value, (tuple, list)):
@@ -92,6 +100,27 @@ class NcclExpectations:
 
 
 @dataclass(frozen=True)
+class HostExpectations:
+    """What the host must have (profile section ``host``); None = not judged."""
+
+    shm_min_gib: Expectation | None = None
+    fabric_manager: Expectation | None = None
+    nvlink_links: Expectation | None = None  # active links per GPU
+    nvlink_version: Expectation | None = None  # "4.0"
+    max_crc: Expectation | None = None  # NVLink error counter increase over the run
+    max_replay: Expectation | None = None
+    max_recovery: Expectation | None = None
+    p2p: Expectation | None = None  # capabilities every GPU pair must have
+    pcie_gen: Expectation | None = None
+    pcie_width: Expectation | None = None
+    nic_affinity: Expectation | None = None  # farthest allowed GPU-NIC distance
+    rdma_kind: Expectation | None = None  # efa | ib
+    rdma_devices: Expectation | None = None
+    memlock_unlimited: Expectation | None = None
+    rdma_gdr: Expectation | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     file: Path
@@ -104,6 +133,7 @@ class Profile:
     ranks: int  # the rank count the floors hold for (default: one per GPU)
     floors: tuple[Floor, ...] = field(default_factory=tuple)
     nccl: NcclExpectations = field(default_factory=NcclExpectations)
+    host: HostExpectations = field(default_factory=HostExpectations)
 
     @property
     def backend(self) -> str:
@@ -176,10 +206,16 @@ def _kind(value: object) -> str:
     return repr(value)
 
 
-_TOP_KEYS = ("name", "description", "gpu", "bandwidth", "nccl")
+_TOP_KEYS = ("name", "description", "gpu", "bandwidth", "nccl", "host")
 _NCCL_KEYS = ("source", "intra_node", "network")
-_INTRA_KEYS = ("source", "transport", "path", "p2p_read", "nvls")
-_NETWORK_KEYS = ("source", "names", "gdr", "plugin", "provider", "nics", "protocol")
+_INTRA_KEYS = ("transport", "path", "p2p_read", "nvls")
+_NETWORK_KEYS = ("names", "gdr", "plugin", "provider", "nics", "protocol")
+_HOST_KEYS = (
+    "source", "shm_min_gib", "fabric_manager", "nvlink", "nvlink_errors", "p2p", "pcie",
+    "nic_affinity", "rdma",
+)  # fmt: skip
+P2P_CAPABILITIES = ("read", "write", "nvlink", "atomics")
+TOPOLOGY_DISTANCES = ("PIX", "PXB", "PHB", "NODE", "SYS")  # nvidia-smi topo -m, nearest first
 _GPU_KEYS = ("model", "count")
 _BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "ranks", "intra_node")
 _SECTION_KEYS = ("source", "margin", "floors")
@@ -223,10 +259,11 @@ def parse_profile(data: Any, path: Path) -> Profile:
         section = check.mapping(bandwidth, "intra_node", required=False)
         if section is not None:
             floors = _parse_floors(check, section, "bandwidth.intra_node")
-    nccl = NcclExpectations()
-    nccl_section = check.mapping(data, "nccl", required=False)
-    if nccl_section is not None:
+    nccl, host = NcclExpectations(), HostExpectations()
+    if (nccl_section := check.mapping(data, "nccl", required=False)) is not None:
         nccl = _parse_nccl(check, nccl_section)
+    if (host_section := check.mapping(data, "host", required=False)) is not None:
+        host = _parse_host(check, host_section)
     if floors and ranks < 2:
         check.problem(
             bandwidth.line_of("ranks") if bandwidth else data.line,
@@ -236,7 +273,18 @@ def parse_profile(data: Any, path: Path) -> Profile:
     if check.problems or name is None:
         raise ProfileError(check.problems)
     return Profile(
-        name, path, description, model, count, dtype, warmup, iters, ranks, tuple(floors), nccl
+        name,
+        path,
+        description,
+        model,
+        count,
+        dtype,
+        warmup,
+        iters,
+        ranks,
+        tuple(floors),
+        nccl,
+        host,
     )
 
 
@@ -284,92 +332,117 @@ def _parse_floors(check: _Checker, section: LineMap, where: str) -> list[Floor]:
     return floors
 
 
-def _parse_nccl(check: _Checker, section: LineMap) -> NcclExpectations:
-    check.unknown_keys(section, _NCCL_KEYS, "nccl.")
-    default_source = check.text(section, "source", required=False)
-    found: dict[str, Expectation] = {}
+Rule = tuple[Callable[[object], bool], str]  # a value check and how to describe a good value
+
+
+def _one_of(*allowed: str) -> Rule:
+    return (lambda v: v in allowed), f"one of {', '.join(allowed)}"
+
+
+BOOLEAN: Rule = (lambda v: isinstance(v, bool)), "true or false"
+COUNT: Rule = (
+    (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "an integer >= 0",
+)
+NUMBER: Rule = (
+    (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0),
+    "a number >= 0",
+)
+WORD: Rule = (lambda v: isinstance(v, str) and bool(v.strip())), "a non-empty string"
+NAMES: Rule = (
+    (lambda v: isinstance(v, list) and bool(v) and all(isinstance(i, str) and i for i in v)),
+    "a non-empty list of names",
+)
+
+
+def _capabilities(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(v in P2P_CAPABILITIES for v in value)
+
+
+CAPABILITIES: Rule = _capabilities, f"a list of {', '.join(P2P_CAPABILITIES)}"
+
+
+class _Expectations:
+    """Reads the expectation keys of one profile section (nccl, host): every value is checked
+    and needs a source, its sub-section's or the section's."""
+
+    def __init__(self, check: _Checker, section: LineMap, name: str) -> None:
+        self.check = check
+        self.name = name
+        self.default_source = check.text(section, "source", required=False)
+        self.found: dict[str, Expectation] = {}
 
     def take(
-        part: LineMap, prefix: str, key: str, valid: Callable[[object], bool], describe: str
+        self, part: LineMap, prefix: str, key: str, rule: Rule, *, as_name: str | None = None
     ) -> None:
         if key not in part:
             return
-        value = part[key]
-        full = f"{prefix}.{key}"
+        value, full = part[key], f"{prefix}.{key}"
+        valid, describe = rule
         if not valid(value):
-            check.problem(part.line_of(key), full, f"must be {describe}, got {value!r}")
+            self.check.problem(part.line_of(key), full, f"must be {describe}, got {value!r}")
             return
-        source = check.text(part, "source", required=False) or default_source
+        source = self.check.text(part, "source", required=False) or self.default_source
         if source is None:
-            check.problem(
-                part.line_of(key), full, "no source: give nccl.source or a source in this section"
+            self.check.problem(
+                part.line_of(key),
+                full,
+                f"no source: give {self.name}.source or a source in this section",
             )
             return
         if isinstance(value, list):
             value = tuple(value)
-        found[key] = Expectation(full, value, check.path, part.line_of(key), source)
-
-    def one_of(*allowed: str) -> Callable[[object], bool]:
-        return lambda v: v in allowed
-
-    def boolean(v: object) -> bool:
-        return isinstance(v, bool)
-
-    def names(v: object) -> bool:
-        return isinstance(v, list) and bool(v) and all(isinstance(i, str) and i for i in v)
-
-    def count(v: object) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-    def word(v: object) -> bool:
-        return isinstance(v, str) and bool(v.strip())
-
-    intra = check.mapping(section, "intra_node", required=False)
-    if intra is not None:
-        check.unknown_keys(intra, _INTRA_KEYS, "nccl.intra_node.")
-        take(
-            intra,
-            "nccl.intra_node",
-            "transport",
-            one_of(*TRANSPORTS),
-            f"one of {', '.join(TRANSPORTS)}",
+        self.found[as_name or key] = Expectation(
+            full, value, self.check.path, part.line_of(key), source
         )
-        take(intra, "nccl.intra_node", "path", word, "a path type such as NVL, PIX, PXB")
-        take(intra, "nccl.intra_node", "p2p_read", boolean, "true or false")
-        take(intra, "nccl.intra_node", "nvls", boolean, "true or false")
-    network = check.mapping(section, "network", required=False)
-    if network is not None:
-        check.unknown_keys(network, _NETWORK_KEYS, "nccl.network.")
-        take(
-            network,
-            "nccl.network",
-            "names",
-            names,
-            "a list of network names (as in 'Using network X')",
-        )
-        take(network, "nccl.network", "gdr", boolean, "true or false")
-        take(
-            network,
-            "nccl.network",
-            "plugin",
-            one_of(*KNOWN_PLUGINS),
-            f"one of {', '.join(KNOWN_PLUGINS)}",
-        )
-        take(network, "nccl.network", "provider", word, "a libfabric provider name such as efa")
-        take(network, "nccl.network", "nics", count, "a NIC count >= 0")
-        take(network, "nccl.network", "protocol", one_of("SENDRECV", "RDMA"), "SENDRECV or RDMA")
-    return NcclExpectations(
-        transport=found.get("transport"),
-        path=found.get("path"),
-        p2p_read=found.get("p2p_read"),
-        nvls=found.get("nvls"),
-        networks=found.get("names"),
-        gdr=found.get("gdr"),
-        plugin=found.get("plugin"),
-        provider=found.get("provider"),
-        nics=found.get("nics"),
-        protocol=found.get("protocol"),
-    )
+
+    def part(self, section: LineMap, key: str, allowed: tuple[str, ...]) -> LineMap | None:
+        part = self.check.mapping(section, key, required=False)
+        if part is not None:
+            self.check.unknown_keys(part, ("source", *allowed), f"{self.name}.{key}.")
+        return part
+
+
+def _parse_nccl(check: _Checker, section: LineMap) -> NcclExpectations:
+    check.unknown_keys(section, _NCCL_KEYS, "nccl.")
+    exp = _Expectations(check, section, "nccl")
+    if intra := exp.part(section, "intra_node", _INTRA_KEYS):
+        exp.take(intra, "nccl.intra_node", "transport", _one_of(*TRANSPORTS))
+        exp.take(intra, "nccl.intra_node", "path", (WORD[0], "a path type such as NVL, PIX, PXB"))
+        exp.take(intra, "nccl.intra_node", "p2p_read", BOOLEAN)
+        exp.take(intra, "nccl.intra_node", "nvls", BOOLEAN)
+    if network := exp.part(section, "network", _NETWORK_KEYS):
+        exp.take(network, "nccl.network", "names", NAMES, as_name="networks")
+        exp.take(network, "nccl.network", "gdr", BOOLEAN)
+        exp.take(network, "nccl.network", "plugin", _one_of(*KNOWN_PLUGINS))
+        exp.take(network, "nccl.network", "provider", WORD)
+        exp.take(network, "nccl.network", "nics", COUNT)
+        exp.take(network, "nccl.network", "protocol", _one_of("SENDRECV", "RDMA"))
+    return NcclExpectations(**exp.found)
+
+
+def _parse_host(check: _Checker, section: LineMap) -> HostExpectations:
+    check.unknown_keys(section, _HOST_KEYS, "host.")
+    exp = _Expectations(check, section, "host")
+    exp.take(section, "host", "shm_min_gib", NUMBER)
+    exp.take(section, "host", "fabric_manager", BOOLEAN)
+    exp.take(section, "host", "p2p", CAPABILITIES)
+    exp.take(section, "host", "nic_affinity", _one_of(*TOPOLOGY_DISTANCES))
+    if nvlink := exp.part(section, "nvlink", ("links", "version")):
+        exp.take(nvlink, "host.nvlink", "links", COUNT, as_name="nvlink_links")
+        exp.take(nvlink, "host.nvlink", "version", WORD, as_name="nvlink_version")
+    if errors := exp.part(section, "nvlink_errors", ("max_crc", "max_replay", "max_recovery")):
+        for key in ("max_crc", "max_replay", "max_recovery"):
+            exp.take(errors, "host.nvlink_errors", key, COUNT)
+    if pcie := exp.part(section, "pcie", ("gen", "width")):
+        exp.take(pcie, "host.pcie", "gen", COUNT, as_name="pcie_gen")
+        exp.take(pcie, "host.pcie", "width", COUNT, as_name="pcie_width")
+    if rdma := exp.part(section, "rdma", ("kind", "devices", "memlock_unlimited", "gdr")):
+        exp.take(rdma, "host.rdma", "kind", _one_of("efa", "ib"), as_name="rdma_kind")
+        exp.take(rdma, "host.rdma", "devices", COUNT, as_name="rdma_devices")
+        exp.take(rdma, "host.rdma", "memlock_unlimited", BOOLEAN)
+        exp.take(rdma, "host.rdma", "gdr", BOOLEAN, as_name="rdma_gdr")
+    return HostExpectations(**exp.found)
 
 
 def load_profile(path: Path) -> Profile:

@@ -12,10 +12,11 @@ from typing import NoReturn
 import pytest
 
 from .collectives import Collective
+from .host_checks import HOST_CHECKS
 from .launch.base import EvidenceMissing, RankFailure, RankPool
 from .measure import Measurement
 from .nccl_log import NcclLog
-from .profiles import NcclExpectations
+from .profiles import HostExpectations, NcclExpectations
 from .session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
 from .transports import CHECKS
 from .verdicts import Property, Verdict, judge_busbw, judge_correctness
@@ -80,7 +81,10 @@ class Fabric:
     def check_ranks_joined(self) -> None:
         """Every rank started, joined the process group and runs the same software."""
         __tracebackhide__ = True
-        hello = self.pool().hello
+        pool = self.pool()
+        hello = pool.hello
+        if pool.recorded and not hello:
+            pytest.skip(f"no rank in the recording ({self.session.replay_of})")
         self.record([("nranks", len(hello))])
         init = [h["init_s"] for h in hello if h.get("init_s") is not None]
         if init:
@@ -121,6 +125,8 @@ class Fabric:
         """The collective delivers exactly the expected result on every rank."""
         __tracebackhide__ = True
         session = self.session
+        if session.nranks < 1:
+            pytest.skip(f"no rank in the recording {session.replay_of}")
         nbytes = case.nbytes(session.nranks)
         measurement = self._measure(
             lambda pool: session.run_collective(
@@ -164,6 +170,42 @@ class Fabric:
 
                 self._measure(traffic, env)
         return pool.nccl_log()
+
+    def check_host(self, check: str) -> None:
+        """The host has what the profile says: /dev/shm, fabric manager, NVLink links and error
+        counters, P2P capability, PCIe links, NICs and RDMA support (see host_checks.py)."""
+        __tracebackhide__ = True
+        session = self.session
+        if session.inventory_problem:
+            reason = session.inventory_problem
+            pytest.skip(f"node does not match the profile (see test_gpu_inventory): {reason}")
+        profile = session.profile
+        expectations = profile.host if profile is not None else HostExpectations()
+        live = session.replay_of is None
+        if live and check == "shm_shared":
+            self.pool()  # the ranks report the /dev/shm they see when they join
+        if live and check == "nvlink_errors" and session.backend == "nccl":
+            self.pool()  # starting the ranks reads the counters before any traffic
+            if not session.timed_collectives:
+                self._exercise_links()
+        evidence = session.host_evidence(fresh=check == "nvlink_errors")
+        judgement = HOST_CHECKS[check](evidence, expectations)
+        self.record(judgement.properties)
+        if judgement.status == "skipped":
+            pytest.skip(judgement.reason)
+        if judgement.status == "failed":
+            _fail(judgement.message)
+
+    def _exercise_links(self) -> None:
+        """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
+
+        def traffic(pool: RankPool) -> Measurement:
+            return self.session.run_collective(
+                Collective.ALL_REDUCE, 256 << 20, dtype=self.session.dtype, warmup=0, iters=10,
+                verify=False, pool=pool, requester=self.item.nodeid,
+            )  # fmt: skip
+
+        self._measure(traffic, None)
 
     def check_nccl(self, check: str, env: Mapping[str, str] | None = None) -> None:
         """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what

@@ -15,7 +15,7 @@ import re
 import resource
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,4 +277,60 @@ def collect(indices: list[int] | None = None) -> HostFacts:
     read_topology(facts)
     facts.shm = read_shm()
     read_rdma(facts)
+    return facts
+
+
+HOST_SCHEMA = "pytest-gpufabric-host/1"
+
+
+def _gpu_json(gpu: GpuHost) -> dict[str, Any]:
+    data = asdict(gpu)
+    data["links"] = {str(n): link for n, link in data["links"].items()}  # JSON keys are strings
+    return data
+
+
+def to_json(facts: HostFacts, when: str) -> dict[str, Any]:
+    """A snapshot for the artifacts bundle; ``when`` is "before" or "after" the collectives."""
+    return {
+        "schema": HOST_SCHEMA,
+        "when": when,
+        "origin": facts.origin,
+        "driver": facts.driver,
+        "gpus": [_gpu_json(g) for g in facts.gpus],
+        "p2p": {f"{a}-{b}": caps for (a, b), caps in facts.p2p.items()},
+        "topology": facts.topology,
+        "nics": facts.nics,
+        "shm": asdict(facts.shm) if facts.shm else None,
+        "rdma_devices": facts.rdma_devices,
+        "efa_pci_devices": facts.efa_pci_devices,
+        "memlock": facts.memlock,
+        "peermem": facts.peermem,
+        "dmabuf": facts.dmabuf,
+        "kernel": facts.kernel,
+        "origins": facts.origins,
+        "unavailable": facts.unavailable,
+    }
+
+
+def from_json(data: dict[str, Any], where: str) -> HostFacts:
+    facts = HostFacts(f"{data.get('origin', 'a host snapshot')}, recorded in {where}")
+    facts.driver = data.get("driver")
+    for gpu in data.get("gpus", []):
+        links = {int(n): Link(**link) for n, link in gpu.get("links", {}).items()}
+        facts.gpus.append(
+            GpuHost(**{**{k: v for k, v in gpu.items() if k != "links"}, "links": links})
+        )
+    for pair, caps in data.get("p2p", {}).items():
+        a, b = (int(x) for x in pair.split("-"))
+        facts.p2p[(a, b)] = caps
+    facts.topology = data.get("topology") or {}
+    facts.nics = data.get("nics") or {}
+    facts.shm = Shm(**data["shm"]) if data.get("shm") else None
+    facts.rdma_devices = [(str(d[0]), str(d[1])) for d in data.get("rdma_devices", [])]
+    for key in ("efa_pci_devices", "memlock", "peermem", "dmabuf", "kernel"):
+        setattr(facts, key, data.get(key))
+    facts.origins = {
+        k: f"{v} (recorded in {where})" for k, v in (data.get("origins") or {}).items()
+    }
+    facts.unavailable = data.get("unavailable") or {}
     return facts

@@ -5,7 +5,6 @@ an NVML probe JSON, and ``/proc/mounts`` lines for /dev/shm. Formats as printed 
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -304,21 +303,17 @@ def _merge_gpus(facts: HostFacts, gpus: list[GpuHost], where: str) -> None:
             if getattr(gpu, name) in (None, "") and getattr(new, name) not in (None, ""):
                 setattr(gpu, name, getattr(new, name))
         for number, link in new.links.items():
-            gpu.links.setdefault(number, link)
+            known = gpu.links.setdefault(number, link)
+            if known is not link:  # fill what the earlier capture lacked (version, counters)
+                known.version = known.version or link.version
+                for name, value in link.errors.items():
+                    known.errors.setdefault(name, value)
     facts.origins.setdefault("gpus", where)
     if any(g.fabric_state for g in gpus):
         facts.origins.setdefault("fabric", where)
 
 
-def load_json_probe(text: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if (
-        isinstance(data, dict)
-        and isinstance(data.get("gpus"), list)
-        and any("nvlinks" in g for g in data["gpus"])
-    ):
-        return data
-    return None
+def is_nvml_probe(data: dict[str, Any]) -> bool:
+    """The NVML probe JSON: a list of GPUs with their NVLinks."""
+    gpus = data.get("gpus")
+    return isinstance(gpus, list) and any(isinstance(g, dict) and "nvlinks" in g for g in gpus)

@@ -11,6 +11,7 @@ import pytest
 
 from . import recorded
 from .checks import Fabric
+from .host_checks import HOST_CHECKS
 from .inventory import take_inventory
 from .launch.local import LocalLauncher
 from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
@@ -63,13 +64,17 @@ def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -
         raise SettingError(f"{where}: no such directory")
     run = recorded.load(directory)
     ranks, nodes, backend = recorded_world(run)
-    if not ranks and not run.measurements:
-        raise SettingError(f"{where}: no NCCL debug lines, nccl-tests output or gpufabric report")
+    if not ranks and not run.measurements and run.host is None:
+        raise SettingError(
+            f"{where}: no NCCL debug lines, nccl-tests output, host capture or gpufabric report"
+        )
     inventory = recorded_inventory(run)
     launcher = ReplayLauncher(run)
-    return FabricSession.build(
+    session = FabricSession.build(
         settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend)
     )
+    session.host_before, session.host_now = run.host_before, run.host
+    return session
 
 
 def _build_session(config: pytest.Config) -> FabricSession:
@@ -128,11 +133,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("gpufabric_correctness_case", checks, ids=[c.id for c in checks])
     if "gpufabric_nccl_check" in metafunc.fixturenames:
         metafunc.parametrize("gpufabric_nccl_check", list(CHECKS))
+    if "gpufabric_host_check" in metafunc.fixturenames:
+        metafunc.parametrize("gpufabric_host_check", list(HOST_CHECKS))
 
 
 # Suites run node checks first (they start the rank pool), then correctness, bandwidth, and
 # the NCCL evidence checks last, when the collectives have made NCCL connect everything.
-_ORDER = {"gpufabric_correctness_case": 1, "gpufabric_bandwidth_case": 2, "gpufabric_nccl_check": 3}
+_ORDER = {
+    "gpufabric_correctness_case": 1,
+    "gpufabric_bandwidth_case": 2,
+    "gpufabric_nccl_check": 3,
+    "gpufabric_host_check": 4,  # last: NVLink counters are compared after all the traffic
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -240,7 +240,7 @@ def parse_profile(data: Any, path: Path) -> Profile:
         check.unknown_keys(gpu, _GPU_KEYS, "gpu.")
         count = check.integer(gpu, "count", 0, 0)
         model = (check.text(gpu, "model") or "") if count else str(gpu.get("model", "none"))
-    dtype, warmup, iters, ranks = "bfloat16", 5, 20, count
+    dtype, warmup, iters, ranks = "bfloat16", 5, 20, count or 2  # CPU nodes: 2 gloo ranks
     floors: list[Floor] = []
     bandwidth = check.mapping(data, "bandwidth", required=False)
     if bandwidth is not None:
@@ -255,7 +255,7 @@ def parse_profile(data: Any, path: Path) -> Profile:
             dtype = "bfloat16"
         warmup = check.integer(bandwidth, "warmup", warmup, 0)
         iters = check.integer(bandwidth, "iters", iters, 1)
-        ranks = check.integer(bandwidth, "ranks", count, 1)
+        ranks = check.integer(bandwidth, "ranks", ranks, 1)
         section = check.mapping(bandwidth, "intra_node", required=False)
         if section is not None:
             floors = _parse_floors(check, section, "bandwidth.intra_node")

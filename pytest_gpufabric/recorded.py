@@ -6,7 +6,9 @@ content, not its name, and may contribute several kinds of evidence:
   ``-J`` JSON file (NVIDIA/nccl-tests src/util.cu: ``results[].out_of_place.time``, µs);
 - the JSON report this plugin writes (``--gpufabric-json``, and report.json in every
   ``--gpufabric-artifacts`` bundle);
-- a plain results JSON ``{"world": N, "results": [{"op", "bytes", "ms", "ok"}]}``.
+- a plain results JSON ``{"world": N, "results": [{"op", "bytes", "ms", "ok"}]}``;
+- host captures (``nvidia-smi -q [-x]``, ``topo -m``, ``topo -p2p``, ``nvlink -s/-e``, an NVML
+  probe JSON, /proc/mounts lines) and the host snapshots a live run keeps (host-*.json).
 
 Files nothing recognises are listed in ``ignored`` with the reason.
 """
@@ -19,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import host_captures
 from .collectives import Collective
+from .host import HOST_SCHEMA, HostFacts
+from .host import from_json as host_from_json
 from .nccl_log import NcclLog, looks_like_nccl, parse_files
 
 MAX_FILE_BYTES = 256 << 20  # larger files are not read (a core dump is no evidence)
@@ -66,6 +71,8 @@ class RecordedRun:
     measurements: list[RecordedMeasurement] = field(default_factory=list)
     devices: list[RecordedDevice] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)  # our own JSON reports
+    host: HostFacts | None = None  # from host captures, or a live run's "after" snapshot
+    host_before: HostFacts | None = None  # a live run's snapshot before its collectives
     ignored: list[tuple[Path, str]] = field(default_factory=list)
     _log: NcclLog | None = None
 
@@ -122,8 +129,12 @@ def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
         except ValueError:
             data = None
         if isinstance(data, dict):
-            kind = _json(run, path, data)
+            kind = _json(run, path, data) or _host_json(run, path, data)
             return [kind] if kind else []
+    if host_captures.is_host_capture(text):
+        if run.host is None:
+            run.host = HostFacts(f"host captures in {run.directory}")
+        kinds += host_captures.merge(run.host, text, path)
     if looks_like_nccl(text):
         run.nccl_files.append(path)
         kinds.append("NCCL log")
@@ -131,6 +142,22 @@ def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
     if nccl_tests and _nccl_tests_text(run, path, text):
         kinds.append("nccl-tests")
     return kinds
+
+
+def _host_json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
+    if data.get("schema") == HOST_SCHEMA:
+        facts = host_from_json(data, str(path))
+        if data.get("when") == "before":
+            run.host_before = facts
+        else:
+            run.host = facts
+        return "host snapshot"
+    if host_captures.is_nvml_probe(data):
+        if run.host is None:
+            run.host = HostFacts(f"host captures in {run.directory}")
+        host_captures.merge_nvml_probe(run.host, data, path)
+        return "NVML probe"
+    return None
 
 
 def _collective(name: str) -> Collective | None:

@@ -4,6 +4,7 @@ this object into hooks and fixtures."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
+from .host import HostFacts
+from .host import collect as collect_host
+from .host import to_json as host_to_json
+from .host_checks import HostEvidence
 from .inventory import Inventory
 from .launch.base import Launcher, PoolSpec, RankFailure, RankPool
 from .measure import Measurement, from_results
@@ -156,6 +161,9 @@ class FabricSession:
     _pool_key: tuple[tuple[str, str], ...] | None = None
     _down: dict[tuple[tuple[str, str], ...], str] = field(default_factory=dict)
     _hello: list[dict[str, Any]] = field(default_factory=list)
+    host_before: HostFacts | None = None  # read before the first collective
+    host_now: HostFacts | None = None  # the latest reading (replay: the recording's)
+    timed_collectives: int = 0  # since host_before was read
 
     @classmethod
     def build(
@@ -231,7 +239,11 @@ class FabricSession:
     def bandwidth_skip_reason(self, case: BandwidthCase) -> str | None:
         """Why this bandwidth case cannot be judged on this run, or None."""
         if self.nranks < 2:
-            return f"{self.nranks} rank: bus bandwidth needs at least 2 ranks"
+            return (
+                f"no rank in the recording {self.replay_of}"
+                if self.nranks == 0
+                else "1 rank: bus bandwidth needs at least 2 ranks"
+            )
         if self.profile is None:
             return f"no instance profile ({self.profile_reason}): nothing to judge busbw against"
         if case.floor is None:
@@ -271,6 +283,8 @@ class FabricSession:
         self.close()
         if self.artifacts is None and self.replay_of is None:
             self.artifacts = default_artifacts()
+        if self.replay_of is None and self.host_before is None and self.backend == "nccl":
+            self.host_before = self.read_host("before")  # NVLink counters before any traffic
         spec = PoolSpec(
             name=name,
             nranks=self.nranks,
@@ -317,7 +331,29 @@ class FabricSession:
         except RankFailure as exc:
             self._down[self._pool_key or ()] = f"{requester} ({what}: {exc.summary})"
             raise
+        self.timed_collectives += iters > 0
         return from_results(collective, dtype, warmup, iters, results)
+
+    # --- the host ------------------------------------------------------------------------
+
+    def read_host(self, when: str) -> HostFacts:
+        """Read this node's host facts now and keep them in the artifacts bundle."""
+        facts = collect_host([g.index for g in self.inventory.gpus])
+        if self.artifacts is not None:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            path = self.artifacts / f"host-{when}.json"
+            path.write_text(json.dumps(host_to_json(facts, when), indent=1, default=str) + "\n")
+        return facts
+
+    def host_evidence(self, *, fresh: bool = False) -> HostEvidence:
+        """Host facts for the host checks; ``fresh`` reads them again (live runs)."""
+        if self.replay_of is None and (fresh or self.host_now is None):
+            self.host_now = self.read_host("after")
+        facts = self.host_now or HostFacts(
+            f"{self.replay_of}", unavailable={"nvml": "no host capture in the recording"}
+        )
+        shm = [(h["rank"], h["shm_dev"]) for h in self._hello if "shm_dev" in h]
+        return HostEvidence(facts, self.host_before, shm or None)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -90,7 +90,12 @@ class Rank:
     def hello(self) -> dict[str, Any]:
         import torch
 
+        try:  # NCCL >= 2.24 refuses P2P/SHM between ranks whose /dev/shm differ
+            shm = os.stat("/dev/shm").st_dev
+        except OSError:
+            shm = None
         facts: dict[str, Any] = {
+            "shm_dev": shm,
             "rank": self.rank,
             "local_rank": self.local_rank,
             "world_size": self.world_size,

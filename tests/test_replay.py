@@ -30,7 +30,7 @@ def test_healthy_capture_passes_every_transport_check(
 ) -> None:
     report = tmp_path / "junit.xml"
     result = replay(pytester, h200_capture / "default", "hgx-h200-4gpu", f"--junitxml={report}")
-    result.assert_outcomes(passed=28, skipped=25)
+    result.assert_outcomes(passed=28, skipped=34)
     result.stdout.fnmatch_lines(
         [
             f"gpufabric: replay of {h200_capture / 'default'}: 4 ranks on 1 node(s), GPUs not recorded",
@@ -127,7 +127,7 @@ def test_own_artifacts_bundle_replays(pytester: pytest.Pytester, tmp_path: Path)
         "--gpufabric-instance=auto",
         f"--gpufabric-artifacts={bundle}",
     )
-    live.assert_outcomes(passed=13, skipped=16)
+    live.assert_outcomes(passed=15, skipped=23)
     assert json.loads((bundle / "report.json").read_text())["run"]["backend"] == "gloo"
     again = pytester.runpytest(
         str(REPO / "suites" / "test_correctness.py"), "-p", "no:cacheprovider",
@@ -148,7 +148,9 @@ def test_replay_errors_are_usage_errors(pytester: pytest.Pytester, tmp_path: Pat
     (tmp_path / "empty" / "notes.txt").write_text("nothing here\n")
     result = replay(pytester, tmp_path / "empty", "hgx-h200-4gpu")
     result.stderr.fnmatch_lines(
-        ["ERROR: --gpufabric-replay: * no NCCL debug lines, nccl-tests output or gpufabric report"]
+        [
+            "ERROR: --gpufabric-replay: * no NCCL debug lines, nccl-tests output, host capture or gpufabric report"
+        ]
     )
 
 

@@ -15,6 +15,7 @@ import re
 import resource
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class HostFacts:
     peermem: bool | None = None
     dmabuf: bool | None = None
     kernel: str | None = None
+    taken_at: float | None = None  # time.time() of the reading (NVLink error rates)
     origins: dict[str, str] = field(default_factory=dict)  # fact family -> where it came from
     unavailable: dict[str, str] = field(default_factory=dict)  # fact family -> why not known
 
@@ -272,7 +274,7 @@ def read_topology(facts: HostFacts) -> None:
 
 def collect(indices: list[int] | None = None) -> HostFacts:
     """Everything this node says about itself; nothing here raises."""
-    facts = HostFacts("this node (NVML, nvidia-smi, sysfs, /proc)")
+    facts = HostFacts("this node (NVML, nvidia-smi, sysfs, /proc)", taken_at=time.time())
     read_nvml(facts, indices)
     read_topology(facts)
     facts.shm = read_shm()
@@ -307,6 +309,7 @@ def to_json(facts: HostFacts, when: str) -> dict[str, Any]:
         "peermem": facts.peermem,
         "dmabuf": facts.dmabuf,
         "kernel": facts.kernel,
+        "taken_at": facts.taken_at,
         "origins": facts.origins,
         "unavailable": facts.unavailable,
     }
@@ -327,7 +330,7 @@ def from_json(data: dict[str, Any], where: str) -> HostFacts:
     facts.nics = data.get("nics") or {}
     facts.shm = Shm(**data["shm"]) if data.get("shm") else None
     facts.rdma_devices = [(str(d[0]), str(d[1])) for d in data.get("rdma_devices", [])]
-    for key in ("efa_pci_devices", "memlock", "peermem", "dmabuf", "kernel"):
+    for key in ("efa_pci_devices", "memlock", "peermem", "dmabuf", "kernel", "taken_at"):
         setattr(facts, key, data.get(key))
     facts.origins = {
         k: f"{v} (recorded in {where})" for k, v in (data.get("origins") or {}).items()

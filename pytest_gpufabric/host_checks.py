@@ -259,11 +259,12 @@ def _topology_links(facts: HostFacts, exp: Expectation, want: int) -> list[Findi
 
 
 def judge_nvlink_errors(ev: HostEvidence, exp: HostExpectations) -> Judgement:
-    """NVLink error counters (CRC, replay, recovery) grew by no more than the profile allows
-    while the suite's collectives ran. Absolute counts are not judged: healthy links carry
-    old CRC counts (the 4×H200 capture shows CRC_DATA 10 on a healthy link)."""
-    limits = {"crc": exp.max_crc, "replay": exp.max_replay, "recovery": exp.max_recovery}
-    if all(v is None for v in limits.values()):
+    """NVLink error counters while the suite's collectives ran: replay and recovery errors may
+    not grow beyond the profile's count per link, CRC errors not beyond its rate per second
+    and link (DCGM's form: healthy H200 links under load log a few CRC data errors a second,
+    corrected without replay). Absolute counts are not judged: healthy links carry old counts."""
+    limits = {"replay": exp.max_replay, "recovery": exp.max_recovery}
+    if exp.max_crc_per_s is None and all(v is None for v in limits.values()):
         return skipped("the profile sets no host.nvlink_errors")
     if ev.before is None:
         return skipped(
@@ -276,26 +277,57 @@ def judge_nvlink_errors(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     for (gpu, link, name), value in after.items():
         kind = "crc" if name.startswith("crc") else name
         growth[(gpu, link, kind)] += max(value - before.get((gpu, link, name), value), 0)
-    totals = Counter(dict.fromkeys(limits, 0))
+    totals = Counter({"crc": 0, "replay": 0, "recovery": 0})
     for (_, _, kind), value in growth.items():
         totals[kind] += value
     props: list[Property] = [(f"nvlink_{kind}_increase", n) for kind, n in totals.items()]
+    seconds = None
+    if ev.before.taken_at is not None and ev.facts.taken_at is not None:
+        seconds = max(ev.facts.taken_at - ev.before.taken_at, 1e-3)
+        peak = max((n for (_, _, k), n in growth.items() if k == "crc"), default=0)
+        props += [
+            ("nvlink_interval_s", round(seconds, 1)),
+            ("nvlink_crc_per_s_max", round(peak / seconds, 2)),
+        ]
+    where = (f"before: {ev.before.origin}", f"after: {ev.facts.origin}")
+    remedy = (
+        "a link that logs errors under load is marginal: watch nvidia-smi nvlink -e and the "
+        "kernel log (Xid 74); replay and recovery errors cost bandwidth and can hang jobs"
+    )
     findings = []
     for kind, exp_limit in limits.items():
         if exp_limit is None:
             continue
-        limit = exp_limit.integer
-        over = [(g, link, n) for (g, link, k), n in growth.items() if k == kind and n > limit]
+        over = [
+            (g, link, n)
+            for (g, link, k), n in growth.items()
+            if k == kind and n > exp_limit.integer
+        ]
         if over:
             listing = ", ".join(f"GPU {g} link {link}: +{n}" for g, link, n in over[:8])
             findings.append(
                 Finding(
                     f"NVLink {kind} errors grew during the run: {listing}",
-                    (f"before: {ev.before.origin}", f"after: {ev.facts.origin}"),
-                    _cite(exp_limit, f"at most +{limit} per link"),
-                    "a link that logs errors under load is marginal: watch nvidia-smi nvlink -e "
-                    "and the kernel log (Xid 74); replay/recovery errors cost bandwidth and can "
-                    "hang jobs",
+                    where,
+                    _cite(exp_limit, f"at most +{exp_limit.integer} per link"),
+                    remedy,
+                )
+            )
+    if exp.max_crc_per_s is not None and seconds is not None:
+        rate = exp.max_crc_per_s.number
+        over = [
+            (g, link, n) for (g, link, k), n in growth.items() if k == "crc" and n / seconds > rate
+        ]
+        if over:
+            listing = ", ".join(
+                f"GPU {g} link {link}: +{n} ({n / seconds:.0f}/s)" for g, link, n in over[:8]
+            )
+            findings.append(
+                Finding(
+                    f"NVLink CRC errors above {rate:g}/s over {seconds:.1f} s: {listing}",
+                    where,
+                    _cite(exp.max_crc_per_s, f"at most {rate:g} CRC errors per second and link"),
+                    remedy,
                 )
             )
     return judged(findings, "NVLink error counters steady", props)

@@ -74,6 +74,11 @@ def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -
         settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend)
     )
     session.host_before, session.host_now = run.host_before, run.host
+    devs = str(run.report_facts.get("rank_shm_devs", ""))
+    if devs:
+        session.recorded_rank_shm = [
+            (r, int(d) if d.isdigit() else None) for r, d in enumerate(devs.split(","))
+        ]
     return session
 
 

@@ -107,7 +107,7 @@ class HostExpectations:
     fabric_manager: Expectation | None = None
     nvlink_links: Expectation | None = None  # active links per GPU
     nvlink_version: Expectation | None = None  # "4.0"
-    max_crc: Expectation | None = None  # NVLink error counter increase over the run
+    max_crc_per_s: Expectation | None = None  # NVLink CRC errors per second and link
     max_replay: Expectation | None = None
     max_recovery: Expectation | None = None
     p2p: Expectation | None = None  # capabilities every GPU pair must have
@@ -431,9 +431,12 @@ def _parse_host(check: _Checker, section: LineMap) -> HostExpectations:
     if nvlink := exp.part(section, "nvlink", ("links", "version")):
         exp.take(nvlink, "host.nvlink", "links", COUNT, as_name="nvlink_links")
         exp.take(nvlink, "host.nvlink", "version", WORD, as_name="nvlink_version")
-    if errors := exp.part(section, "nvlink_errors", ("max_crc", "max_replay", "max_recovery")):
-        for key in ("max_crc", "max_replay", "max_recovery"):
-            exp.take(errors, "host.nvlink_errors", key, COUNT)
+    if errors := exp.part(
+        section, "nvlink_errors", ("max_crc_per_s", "max_replay", "max_recovery")
+    ):
+        exp.take(errors, "host.nvlink_errors", "max_crc_per_s", NUMBER)
+        exp.take(errors, "host.nvlink_errors", "max_replay", COUNT)
+        exp.take(errors, "host.nvlink_errors", "max_recovery", COUNT)
     if pcie := exp.part(section, "pcie", ("gen", "width")):
         exp.take(pcie, "host.pcie", "gen", COUNT, as_name="pcie_gen")
         exp.take(pcie, "host.pcie", "width", COUNT, as_name="pcie_width")

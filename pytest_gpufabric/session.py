@@ -164,6 +164,7 @@ class FabricSession:
     host_before: HostFacts | None = None  # read before the first collective
     host_now: HostFacts | None = None  # the latest reading (replay: the recording's)
     timed_collectives: int = 0  # since host_before was read
+    recorded_rank_shm: list[tuple[int, int | None]] | None = None  # replay: from the report
 
     @classmethod
     def build(
@@ -352,8 +353,14 @@ class FabricSession:
         facts = self.host_now or HostFacts(
             f"{self.replay_of}", unavailable={"nvml": "no host capture in the recording"}
         )
-        shm = [(h["rank"], h["shm_dev"]) for h in self._hello if "shm_dev" in h]
-        return HostEvidence(facts, self.host_before, shm or None)
+        return HostEvidence(facts, self.host_before, self.rank_shm)
+
+    @property
+    def rank_shm(self) -> list[tuple[int, int | None]] | None:
+        """(rank, st_dev of the /dev/shm it sees), as the ranks reported it when they joined."""
+        if self.recorded_rank_shm is not None:
+            return self.recorded_rank_shm
+        return [(h["rank"], h["shm_dev"]) for h in self._hello if "shm_dev" in h] or None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -402,4 +409,6 @@ class FabricSession:
                 facts["nccl_version"] = self.nccl_version
                 facts["cuda_version"] = first.get("cuda") or ""
             facts["init_s"] = max(h.get("init_s", 0.0) for h in self._hello)
+        if self.rank_shm:
+            facts["rank_shm_devs"] = ",".join(str(dev) for _, dev in self.rank_shm)
         return facts

@@ -214,6 +214,22 @@ def test_nvlink_error_increases(capture: Path) -> None:
     assert HOST_CHECKS["nvlink_errors"](HostEvidence(before, before), H200).status == "passed"
 
 
+def test_nvlink_crc_errors_are_judged_as_a_rate(capture: Path) -> None:
+    data = json.loads((capture / "nvml-probe.json").read_text())
+    before = HostFacts("before", taken_at=1000.0)
+    host_captures.merge_nvml_probe(before, data, Path("before.json"))
+    data["gpus"][2]["nvlinks"][7]["errors"]["NVML_NVLINK_ERROR_DL_CRC_DATA"] += 50
+    for seconds, status in ((10.0, "passed"), (0.25, "failed")):
+        after = HostFacts("after", taken_at=1000.0 + seconds)
+        host_captures.merge_nvml_probe(after, data, Path("after.json"))
+        verdict = HOST_CHECKS["nvlink_errors"](HostEvidence(after, before), H200)
+        assert verdict.status == status
+        assert dict(verdict.properties)["nvlink_crc_per_s_max"] == round(50 / seconds, 2)
+    assert verdict.message.startswith(
+        "NVLink CRC errors above 100/s over 0.2 s: GPU 2 link 7: +50 (200/s)"
+    )
+
+
 def test_small_private_shm() -> None:
     small = Shm("/dev/shm", "tmpfs", 1 << 20, 1 << 20, 99, "statvfs(/dev/shm) of pid 1")
     verdict = HOST_CHECKS["shm"](HostEvidence(HostFacts("test", shm=small)), H200)

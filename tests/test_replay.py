@@ -134,6 +134,11 @@ def test_own_artifacts_bundle_replays(pytester: pytest.Pytester, tmp_path: Path)
         f"--gpufabric-replay={bundle}", "--gpufabric-instance=hgx-h200-4gpu",
     )  # fmt: skip
     again.assert_outcomes(passed=12)
+    host = pytester.runpytest(
+        str(REPO / "suites" / "test_host.py"), "-p", "no:cacheprovider", "-k", "shm",
+        f"--gpufabric-replay={bundle}", "--gpufabric-instance=hgx-h200-4gpu",
+    )  # fmt: skip
+    host.assert_outcomes(passed=2)  # /dev/shm from the snapshot, the ranks' mounts from the report
 
 
 def test_replay_errors_are_usage_errors(pytester: pytest.Pytester, tmp_path: Path) -> None:

@@ -68,6 +68,26 @@ for stage_name in "$@"; do
       stage "verdicts: NCCL_P2P_DISABLE=1"
       python3 validation/compare_verdicts.py live="$W/live-p2p_disabled.json" replay="$W/replay-p2p_disabled.json" fixture="$W/fixture-p2p_disabled.json"
       grep -A4 "test_nccl.intra_node_transport. _" "$W/live-p2p_disabled.log" | head -8 ;;
+    host)
+      stage "live suite with host checks"
+      python3 -m pytest suites/ -p no:cacheprovider -rfEs --gpufabric-instance hgx-h200-4gpu \
+        --gpufabric-artifacts "$W/host-live" --gpufabric-json "$W/host-live.json" \
+        --junitxml "$W/host-live.xml" > "$W/host-live.log" 2>&1
+      grep -vE "^(PASSED|FAILED)  " "$W/host-live.log" | tail -25
+      python3 - "$W/host-live.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for t in d["tests"]:
+    if "test_host" in t["nodeid"]:
+        print(t["nodeid"].split("::")[-1], t["outcome"], {k: v for k, v in t["properties"].items()})
+PY
+      stage "replay of that bundle (host checks from its snapshots)"
+      python3 -m pytest suites/test_host.py -p no:cacheprovider -q -rs --gpufabric-replay "$W/host-live" \
+        --gpufabric-instance hgx-h200-4gpu --gpufabric-json "$W/host-replay.json" 2>&1 | tail -8
+      python3 validation/compare_verdicts.py --match test_host live="$W/host-live.json" replay="$W/host-replay.json"
+      stage "private 1 MiB /dev/shm (unshare -m)"
+      unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm && df -h /dev/shm && python3 -m pytest suites/test_host.py -p no:cacheprovider -rfs -k "shm" --gpufabric-instance hgx-h200-4gpu --gpufabric-timeout 60 --gpufabric-json '"$W"'/shm-small.json' > "$W/shm-small.log" 2>&1
+      echo "exit $?"; head -3 "$W/shm-small.log"; sed -n '/= FAILURES =/,$p' "$W/shm-small.log" | cut -c1-300 | head -40 ;;
     auto)
       stage "auto detection"
       python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;

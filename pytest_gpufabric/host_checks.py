@@ -404,31 +404,27 @@ def judge_pcie(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                 "GPUDirect RDMA through it are slowed in proportion",
             )
         )
-    if exp.pcie_width is not None:
-        want = exp.pcie_width.integer
-        low = [g for g in gpus if g.pcie_width_max is not None and g.pcie_width_max < want]
+    limits = (
+        (exp.pcie_width, "pcie_width_max", "width", "x{}",
+         "a different slot or riser than the instance type has"),
+        (exp.pcie_gen, "pcie_gen_max", "generation", "gen {}",
+         "the link trained at a lower generation than the platform supports: check the slot, "
+         "riser and BIOS PCIe settings"),
+    )  # fmt: skip
+    for limit, field, what, spell, remedy in limits:
+        if limit is None:
+            continue
+        low = [
+            g for g in gpus if getattr(g, field) is not None and getattr(g, field) < limit.integer
+        ]
         if low:
+            listing = ", ".join(f"GPU {g.index} {spell.format(getattr(g, field))}" for g in low)
             findings.append(
                 Finding(
-                    "PCIe link width below the profile: "
-                    + ", ".join(f"GPU {g.index} x{g.pcie_width_max}" for g in low),
+                    f"PCIe link {what} below the profile: {listing}",
                     (origin,),
-                    _cite(exp.pcie_width, f"x{want}"),
-                    "a different slot or riser than the instance type has",
-                )
-            )
-    if exp.pcie_gen is not None:
-        want = exp.pcie_gen.integer
-        old = [g for g in gpus if g.pcie_gen_max is not None and g.pcie_gen_max < want]
-        if old:
-            findings.append(
-                Finding(
-                    "PCIe link generation below the profile: "
-                    + ", ".join(f"GPU {g.index} gen {g.pcie_gen_max}" for g in old),
-                    (origin,),
-                    _cite(exp.pcie_gen, f"gen {want}"),
-                    "the link trained at a lower generation than the platform supports: check the "
-                    "slot, riser and BIOS PCIe settings",
+                    _cite(limit, spell.format(limit.integer)),
+                    remedy,
                 )
             )
     return judged(findings, f"{len(gpus)} GPUs at full PCIe width", props)

@@ -13,18 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import gone
 
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.launch.base import PoolSpec, RankFailure
 from pytest_gpufabric.launch.local import LocalLauncher, LocalPool, _Rank
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
 
 
 def wait_gone(pids: list[int], seconds: float = 10.0) -> bool:

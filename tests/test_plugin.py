@@ -13,19 +13,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from processes import gone
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = REPO / "suites"
 CPU_PROFILES = Path(__file__).parent / "data" / "profiles" / "cpu"
 BROKEN = Path(__file__).parent / "data" / "profiles" / "broken"
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
 
 
 def junit(path: Path) -> tuple[dict[str, str], dict[str, ET.Element]]:

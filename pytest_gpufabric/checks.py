@@ -5,18 +5,22 @@ evidence was not recorded is skipped with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 from .collectives import Collective
+from .findings import GpufabricWarning
 from .host_checks import HOST_CHECKS
+from .isolation_checks import ISOLATION_CHECKS
 from .launch.base import EvidenceMissing, RankFailure, RankPool
 from .measure import Measurement
 from .nccl_log import NcclLog
 from .profiles import HostExpectations, NcclExpectations
+from .runs import RunPlan
 from .session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
 from .transports import CHECKS
 from .verdicts import Property, Verdict, judge_busbw, judge_correctness
@@ -37,13 +41,14 @@ class Fabric:
     def record(self, properties: Iterable[Property]) -> None:
         self.item.user_properties.extend(properties)
 
-    def pool(self, env: Mapping[str, str] | None = None) -> RankPool:
-        """The rank pool for ``env``; a pool that broke earlier skips the test (the test that
-        saw it break has failed already), one that fails now fails this test."""
+    def pool(self, plan: RunPlan | None = None) -> RankPool:
+        """The rank pool of ``plan`` (default: the main run). A pool that broke earlier skips
+        the test (the test that saw it break has failed already); one that fails now fails
+        this test."""
         __tracebackhide__ = True
         try:
             return self.session.pool(
-                env, default_artifacts=self._default_artifacts, requester=self.item.nodeid
+                plan, default_artifacts=self._default_artifacts, requester=self.item.nodeid
             )
         except (PoolDown, EvidenceMissing) as exc:
             skip: str | None = str(exc)
@@ -55,10 +60,10 @@ class Fabric:
         _fail(failure)
 
     def _measure(
-        self, call: Callable[[RankPool], Measurement], env: Mapping[str, str] | None
+        self, call: Callable[[RankPool], Measurement], plan: RunPlan | None
     ) -> Measurement:
         __tracebackhide__ = True
-        pool = self.pool(env)
+        pool = self.pool(plan)
         try:
             return call(pool)
         except EvidenceMissing as exc:
@@ -75,6 +80,8 @@ class Fabric:
         self.record(self.session.test_context())
         if not verdict.passed:
             _fail(verdict.message)
+        if verdict.warning:
+            warnings.warn(GpufabricWarning(verdict.warning), stacklevel=2)
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -119,9 +126,7 @@ class Fabric:
         if problem:
             _fail(problem)
 
-    def check_correctness(
-        self, case: CorrectnessCase, env: Mapping[str, str] | None = None
-    ) -> None:
+    def check_correctness(self, case: CorrectnessCase, plan: RunPlan | None = None) -> None:
         """The collective delivers exactly the expected result on every rank."""
         __tracebackhide__ = True
         session = self.session
@@ -133,32 +138,34 @@ class Fabric:
                 case.collective, nbytes, dtype=case.dtype, warmup=0, iters=0, verify=True,
                 pool=pool, requester=self.item.nodeid,
             ),
-            env,
+            plan,
         )  # fmt: skip
         self._conclude(judge_correctness(measurement))
 
-    def check_busbw(self, case: BandwidthCase, env: Mapping[str, str] | None = None) -> None:
-        """busbw of the collective at this size is at least the profile's floor."""
+    def check_busbw(self, case: BandwidthCase) -> None:
+        """busbw of the collective at this size, in the case's run, is at least the profile's
+        floor (a pass within the warn band is recorded as a warning)."""
         __tracebackhide__ = True
         session = self.session
         reason = session.bandwidth_skip_reason(case)
-        profile, floor = session.profile, case.floor
-        if reason or profile is None or floor is None:
+        profile, floor, plan = session.profile, case.floor, session.plan(case.run)
+        if reason or profile is None or floor is None or plan is None:
             pytest.skip(reason or "no floor to judge against")
+        self.record([("run", plan.name), ("floors_from", f"bandwidth.{floor.run}")])
         measurement = self._measure(
             lambda pool: session.run_collective(
                 case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,
                 iters=profile.iters, verify=True, pool=pool, requester=self.item.nodeid,
             ),
-            env,
+            plan,
         )  # fmt: skip
         self._conclude(judge_busbw(measurement, floor, profile.name))
 
-    def nccl_evidence(self, env: Mapping[str, str] | None = None) -> NcclLog:
+    def nccl_evidence(self, plan: RunPlan | None = None) -> NcclLog:
         """The NCCL debug logs of the pool's ranks, after traffic that makes NCCL connect
         every peer it will use (a replayed run's logs are used as recorded)."""
         __tracebackhide__ = True
-        pool = self.pool(env)
+        pool = self.pool(plan)
         if not pool.recorded:
             for collective in TRAFFIC:
 
@@ -168,8 +175,33 @@ class Fabric:
                         pool=p, requester=self.item.nodeid,
                     )  # fmt: skip
 
-                self._measure(traffic, env)
+                self._measure(traffic, plan)
         return pool.nccl_log()
+
+    def check_isolation_path(self, run: str) -> None:
+        """The isolation run's NCCL logs show the path it forces: every connection through
+        the NIC (network_only) or over NVLink P2P (nvlink_only); see isolation_checks.py."""
+        __tracebackhide__ = True
+        session = self.session
+        if session.backend != "nccl":
+            pytest.skip(f"{run} is an NCCL isolation run; this run uses {session.backend}")
+        profile = session.profile
+        if profile is None:
+            pytest.skip(f"no instance profile ({session.profile_reason})")
+        plan = session.plan(run)
+        if plan is None:
+            pytest.skip(f"profile {profile.name} asks for no {run} run (no bandwidth.{run})")
+        if session.inventory_problem:
+            pytest.skip(f"node does not match the profile: {session.inventory_problem}")
+        self.record([("run", plan.name), ("run_settings", plan.describe())])
+        log = self.nccl_evidence(plan)
+        judgement = ISOLATION_CHECKS[run](log, profile.nccl)
+        self.record(judgement.properties)
+        self.record(session.test_context())
+        if judgement.status == "skipped":
+            pytest.skip(judgement.reason)
+        if judgement.status == "failed":
+            _fail(judgement.message)
 
     def check_host(self, check: str) -> None:
         """The host has what the profile says: /dev/shm, fabric manager, NVLink links and error
@@ -207,7 +239,7 @@ class Fabric:
 
         self._measure(traffic, None)
 
-    def check_nccl(self, check: str, env: Mapping[str, str] | None = None) -> None:
+    def check_nccl(self, check: str, plan: RunPlan | None = None) -> None:
         """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what
         the instance profile expects; see transports.py for each check."""
         __tracebackhide__ = True
@@ -215,7 +247,7 @@ class Fabric:
             pytest.skip("gloo backend: NCCL is not used on this run")
         profile = self.session.profile
         expectations = profile.nccl if profile is not None else NcclExpectations()
-        log = self.nccl_evidence(env)
+        log = self.nccl_evidence(plan)
         judgement = CHECKS[check](log, expectations)
         self.record(judgement.properties)
         self.record(self.session.test_context())

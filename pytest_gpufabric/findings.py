@@ -11,6 +11,11 @@ Property = tuple[str, object]
 EXAMPLES = 3
 
 
+class GpufabricWarning(UserWarning):
+    """A check passed close to its limit (inside a floor's warn band): worth a look, not a
+    failure. Filter it like any warning (``-W error::pytest_gpufabric.GpufabricWarning``)."""
+
+
 @dataclass(frozen=True)
 class Finding:
     summary: str

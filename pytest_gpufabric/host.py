@@ -16,6 +16,7 @@ import resource
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,15 @@ def read_rdma(facts: HostFacts, sys_root: Path = Path("/sys")) -> None:
     facts.origins["rdma"] = (
         f"{ib}, {pci}, RLIMIT_MEMLOCK, {sys_root}/module, /proc/driver/nvidia/version"
     )
+
+
+def rdma_counts(facts: HostFacts) -> dict[str, int]:
+    """RDMA devices by kind: EFA (driver efa) and InfiniBand (mlx* drivers)."""
+    drivers = Counter(driver for _, driver in facts.rdma_devices)
+    return {
+        "efa": drivers.get("efa", 0),
+        "ib": sum(n for d, n in drivers.items() if d.startswith("mlx")),
+    }
 
 
 def read_topology(facts: HostFacts) -> None:

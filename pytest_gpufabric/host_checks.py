@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .findings import Finding, Judgement, Property, judged, skipped
-from .host import HostFacts
+from .host import HostFacts, rdma_counts
 from .profiles import TOPOLOGY_DISTANCES, Expectation, HostExpectations
 
 GIB = 1 << 30
@@ -475,7 +475,6 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     if all(e is None for e in wanted):
         return skipped("the profile sets no host.rdma (no RDMA network expected)")
     facts = ev.facts
-    drivers = Counter(driver for _, driver in facts.rdma_devices)
     props: list[Property] = [
         ("rdma_devices", ",".join(f"{n}({d})" for n, d in facts.rdma_devices) or "none"),
         (
@@ -492,13 +491,7 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     findings = []
     if exp.rdma_devices is not None:
         kind = str(exp.rdma_kind.value) if exp.rdma_kind is not None else None
-        count = (
-            drivers.get("efa", 0)
-            if kind == "efa"
-            else sum(n for d, n in drivers.items() if d.startswith("mlx"))
-        )
-        if kind is None:
-            count = len(facts.rdma_devices)
+        count = rdma_counts(facts)[kind] if kind else len(facts.rdma_devices)
         want = exp.rdma_devices.integer
         if count != want:
             findings.append(

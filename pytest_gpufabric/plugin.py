@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from . import recorded
+from .catalogue import Catalogue, load_catalogue
 from .checks import Fabric
+from .detect import live_node
 from .host_checks import HOST_CHECKS
 from .inventory import take_inventory
 from .launch.local import LocalLauncher
 from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
-from .profiles import Catalogue, ProfileError, load_catalogue
+from .profiles import ProfileError
 from .report import build_json, header_lines, summary_lines, write_json
+from .runs import ISOLATION_RUNS
 from .session import FabricSession, TestRecord
 from .settings import OPTIONS, SettingError, Settings, resolve
 from .transports import CHECKS
@@ -102,7 +105,10 @@ def _build_session(config: pytest.Config) -> FabricSession:
             session = _replay_session(settings, catalogue, settings.replay.value)
         else:
             inventory = take_inventory(os.environ)
-            session = FabricSession.build(settings, catalogue, inventory, LocalLauncher())
+            node = live_node(os.environ, inventory)
+            session = FabricSession.build(
+                settings, catalogue, inventory, LocalLauncher(), node=node
+            )
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
@@ -140,24 +146,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("gpufabric_nccl_check", list(CHECKS))
     if "gpufabric_host_check" in metafunc.fixturenames:
         metafunc.parametrize("gpufabric_host_check", list(HOST_CHECKS))
+    if "gpufabric_isolation_run" in metafunc.fixturenames:
+        metafunc.parametrize("gpufabric_isolation_run", list(ISOLATION_RUNS))
+    if "gpufabric_isolation_case" in metafunc.fixturenames:
+        session = _build_session(metafunc.config)
+        cases = session.isolation_cases()
+        metafunc.parametrize("gpufabric_isolation_case", cases, ids=[c.id for c in cases])
 
 
-# Suites run node checks first (they start the rank pool), then correctness, bandwidth, and
-# the NCCL evidence checks last, when the collectives have made NCCL connect everything.
+# Suites run node checks first (they start the rank pool), then correctness, bandwidth, the
+# NCCL evidence checks when the collectives have made NCCL connect everything, the host
+# checks (NVLink counters compared after the main run's traffic), and the isolation runs
+# last, each run's path check before its bandwidth so that every pool starts once.
 _ORDER = {
     "gpufabric_correctness_case": 1,
     "gpufabric_bandwidth_case": 2,
     "gpufabric_nccl_check": 3,
-    "gpufabric_host_check": 4,  # last: NVLink counters are compared after all the traffic
+    "gpufabric_host_check": 4,
+    "gpufabric_isolation_run": 5,
+    "gpufabric_isolation_case": 5,
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        names = getattr(item, "fixturenames", ())
-        return max((_ORDER.get(name, 0) for name in names), default=0)
+def _order(item: pytest.Item) -> tuple[int, int, int]:
+    names = getattr(item, "fixturenames", ())
+    stage = max((_ORDER.get(name, 0) for name in names), default=0)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    run = params.get("gpufabric_isolation_run")
+    case = params.get("gpufabric_isolation_case")
+    if case is not None:
+        run = case.run
+    position = ISOLATION_RUNS.index(run) if run in ISOLATION_RUNS else 0
+    return stage, position, int(case is not None)
 
-    items.sort(key=rank)  # stable: every other order is kept
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_order)  # stable: every other order is kept
 
 
 class _SessionHooks:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .catalogue import Catalogue
 from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
+from .detect import DetectionError, NodeFacts, detect, inventory_gpus
 from .host import HostFacts
 from .host import collect as collect_host
 from .host import to_json as host_to_json
@@ -20,7 +22,8 @@ from .host_checks import HostEvidence
 from .inventory import Inventory
 from .launch.base import Launcher, PoolSpec, RankFailure, RankPool
 from .measure import Measurement, from_results
-from .profiles import Catalogue, Floor, Profile
+from .profiles import INTER_NODE, INTRA_NODE, NVLINK_ONLY, Floor, Profile
+from .runs import DEFAULT, ISOLATION_RUNS, RunPlan, default_plan, isolation_plan
 from .settings import SettingError, Settings
 from .units import format_size
 
@@ -39,10 +42,15 @@ class BandwidthCase:
     collective: Collective
     nbytes: int
     floor: Floor | None
+    kind: str = INTRA_NODE  # the bandwidth section that judges it
+    run: str = DEFAULT  # the pool it runs in (runs.py)
 
     @property
     def id(self) -> str:
-        return f"{self.collective.value}-{format_size(self.nbytes)}"
+        size = f"{self.collective.value}-{format_size(self.nbytes)}"
+        if self.run == DEFAULT:
+            return size
+        return f"{self.run}-{size}" if self.floor is not None else self.run
 
 
 @dataclass(frozen=True)
@@ -77,9 +85,13 @@ class TestRecord:
 
 
 def choose_profile(
-    settings: Settings, catalogue: Catalogue, inventory: Inventory
+    settings: Settings,
+    catalogue: Catalogue,
+    inventory: Inventory,
+    node: NodeFacts | None = None,
 ) -> tuple[Profile | None, str]:
-    """The profile that judges this node and why it was chosen; SettingError when none fits."""
+    """The profile that judges this node and why it was chosen; SettingError when none fits.
+    ``node``: what auto-detection may look at (default: the inventory's GPUs only)."""
     name = settings.instance.value
     if name != "auto":
         profile = catalogue.get(name)
@@ -89,32 +101,20 @@ def choose_profile(
                 f"{settings.instance.source}); known: {', '.join(catalogue.names())}"
             )
         return profile, f"{name} from {settings.instance.source}"
-    if not inventory.known:
+    if node is None:
+        node = NodeFacts(inventory_gpus(inventory), inventory.origin)
+    if node.label is None and not inventory.known:
         raise SettingError(
             f"--gpufabric-instance auto: {inventory.origin} says nothing about the GPUs; pass "
             f"--gpufabric-instance NAME (known: {', '.join(catalogue.names())})"
         )
-    if not inventory.gpus:
+    if node.label is None and not inventory.gpus:
         return None, f"auto: no GPU visible ({inventory.no_gpu_reason}); gloo on CPU, no floors"
-    model, count = inventory.gpu_model or "", len(inventory.gpus)
-    matches = [
-        p
-        for p in catalogue.profiles.values()
-        if p.gpu_model.lower() == model.lower() and p.gpu_count == count
-    ]
-    if len(matches) == 1:
-        return matches[0], f"auto: {count} × {model} matches {matches[0].name}"
-    found = f"{count} × {model}"
-    if not matches:
-        raise SettingError(
-            f"--gpufabric-instance auto: no profile matches this node ({found}); known: "
-            f"{', '.join(catalogue.names())}. Pass --gpufabric-instance NAME, or add a profile "
-            "for this node (docs/profiles.md)"
-        )
-    raise SettingError(
-        f"--gpufabric-instance auto: {found} matches several profiles "
-        f"({', '.join(sorted(p.name for p in matches))}); pass --gpufabric-instance NAME"
-    )
+    try:
+        found = detect(catalogue, node)
+    except DetectionError as exc:
+        raise SettingError(str(exc)) from None
+    return found.profile, found.how
 
 
 def inventory_problem(profile: Profile | None, inventory: Inventory) -> str | None:
@@ -158,8 +158,8 @@ class FabricSession:
     records: list[TestRecord] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     _pool: RankPool | None = None
-    _pool_key: tuple[tuple[str, str], ...] | None = None
-    _down: dict[tuple[tuple[str, str], ...], str] = field(default_factory=dict)
+    _pool_key: str | None = None
+    _down: dict[str, str] = field(default_factory=dict)
     _hello: list[dict[str, Any]] = field(default_factory=list)
     host_before: HostFacts | None = None  # read before the first collective
     host_now: HostFacts | None = None  # the latest reading (replay: the recording's)
@@ -174,9 +174,11 @@ class FabricSession:
         inventory: Inventory,
         launcher: Launcher,
         recorded: tuple[int, int, str] | None = None,
+        node: NodeFacts | None = None,
     ) -> FabricSession:
-        """``recorded``: (ranks, nodes, backend) of a replayed run."""
-        profile, reason = choose_profile(settings, catalogue, inventory)
+        """``recorded``: (ranks, nodes, backend) of a replayed run; ``node``: what
+        auto-detection may look at."""
+        profile, reason = choose_profile(settings, catalogue, inventory, node)
         if recorded is not None:
             ranks, nodes, backend = recorded
             return cls(settings, catalogue, profile, reason, inventory, backend, ranks, launcher,
@@ -194,6 +196,12 @@ class FabricSession:
                 f"--gpufabric-nprocs: {nranks} ranks (from {settings.nprocs.source}) but only "
                 f"{len(inventory.gpus)} GPUs are visible on {inventory.hostname}"
             )
+        nodes = settings.emulate_nodes.value
+        if nodes > nranks:
+            raise SettingError(
+                f"--gpufabric-emulate-nodes: {nodes} nodes (from {settings.emulate_nodes.source}) "
+                f"but only {nranks} ranks"
+            )
         return cls(
             settings,
             catalogue,
@@ -204,6 +212,7 @@ class FabricSession:
             nranks,
             launcher,
             artifacts=settings.artifacts.value,
+            nnodes=nodes,
         )
 
     # --- what the suites run -------------------------------------------------------------
@@ -223,10 +232,39 @@ class FabricSession:
             return self.profile.dtype
         return "bfloat16" if self.backend == "nccl" else "float32"
 
+    @property
+    def default_plan(self) -> RunPlan:
+        """The main run: one node, or the host split into --gpufabric-emulate-nodes nodes."""
+        nodes = self.settings.emulate_nodes.value if self.replay_of is None else 1
+        return default_plan(nodes)
+
+    def plan(self, run: str) -> RunPlan | None:
+        if run == DEFAULT:
+            return self.default_plan
+        return isolation_plan(self.profile, run) if self.profile is not None else None
+
     def bandwidth_cases(self) -> list[BandwidthCase]:
-        if self.profile is None or not self.profile.floors:
-            return [BandwidthCase(c, 1 << 20, None) for c in ALL_COLLECTIVES]
-        return [BandwidthCase(f.collective, f.nbytes, f) for f in self.profile.floors]
+        """The main run's cases: bandwidth.intra_node floors, or bandwidth.inter_node ones
+        when the ranks span several NCCL nodes."""
+        kind = INTER_NODE if self.nnodes > 1 else INTRA_NODE
+        run = self.profile.runs.get(kind) if self.profile is not None else None
+        if run is None or not run.floors:
+            return [BandwidthCase(c, 1 << 20, None, kind) for c in ALL_COLLECTIVES]
+        return [BandwidthCase(f.collective, f.nbytes, f, kind) for f in run.floors]
+
+    def isolation_cases(self) -> list[BandwidthCase]:
+        """The isolation runs' cases; a run the profile does not ask for is one skipped case.
+        nvlink_only without floors of its own is judged against bandwidth.intra_node."""
+        cases: list[BandwidthCase] = []
+        for kind in ISOLATION_RUNS:
+            run = self.profile.runs.get(kind) if self.profile is not None else None
+            floors = run.floors if run is not None else ()
+            if run is not None and not floors and kind == NVLINK_ONLY and self.profile:
+                floors = self.profile.floors
+            if not floors:
+                cases.append(BandwidthCase(Collective.ALL_REDUCE, 1 << 30, None, kind, kind))
+            cases += [BandwidthCase(f.collective, f.nbytes, f, kind, kind) for f in floors]
+        return cases
 
     def correctness_cases(self) -> list[CorrectnessCase]:
         chunks = CORRECTNESS_CHUNKS_GPU if self.backend == "nccl" else CORRECTNESS_CHUNKS_CPU
@@ -247,15 +285,27 @@ class FabricSession:
             )
         if self.profile is None:
             return f"no instance profile ({self.profile_reason}): nothing to judge busbw against"
+        if case.floor is None and case.run != DEFAULT:
+            return (
+                f"profile {self.profile.name} asks for no {case.run} run (no "
+                f"bandwidth.{case.kind} in {self.profile.file})"
+            )
         if case.floor is None:
-            return f"profile {self.profile.name} has no busbw floors ({self.profile.file})"
+            return (
+                f"profile {self.profile.name} has no bandwidth.{case.kind} floors "
+                f"({self.profile.file})"
+            )
         if self.inventory_problem:
             return f"node does not match the profile: {self.inventory_problem}"
-        if self.nnodes > 1:
-            return (
-                f"the run spans {self.nnodes} nodes; the floors of {self.profile.name} are for "
-                "one node (bandwidth.intra_node)"
-            )
+        if case.run == DEFAULT and case.kind == INTER_NODE:
+            want = self.profile.runs[INTER_NODE].nodes
+            if want != self.nnodes:
+                return (
+                    f"the run spans {self.nnodes} nodes; the bandwidth.inter_node floors of "
+                    f"{self.profile.name} are for {want}"
+                )
+        if case.run != DEFAULT and self.backend != "nccl":
+            return f"{case.run} is an NCCL isolation run; this run uses {self.backend}"
         if self.nranks != self.profile.ranks:
             return (
                 f"the floors of {self.profile.name} are for {self.profile.ranks} ranks; "
@@ -268,17 +318,18 @@ class FabricSession:
 
     def pool(
         self,
-        env: Mapping[str, str] | None = None,
+        plan: RunPlan | None = None,
         *,
         default_artifacts: Callable[[], Path],
         requester: str = "",
     ) -> RankPool:
-        """The running pool for ``env`` (started on first use). One pool runs at a time: a
-        request for another environment stops the current one, so pools never contend."""
-        key = tuple(sorted((env or {}).items()))
-        name = ",".join(f"{k}={v}" for k, v in key) or "default"
+        """The running pool for ``plan`` (default: the main run), started on first use. One
+        pool runs at a time: a request for another stops the current one, so pools never
+        contend for the GPUs."""
+        plan = plan or self.default_plan
+        key = plan.name
         if key in self._down:
-            raise PoolDown(f"rank pool {name!r} is down since {self._down[key]}")
+            raise PoolDown(f"rank pool {key!r} is down since {self._down[key]}")
         if self._pool is not None and self._pool_key == key:
             return self._pool
         self.close()
@@ -287,12 +338,13 @@ class FabricSession:
         if self.replay_of is None and self.host_before is None and self.backend == "nccl":
             self.host_before = self.read_host("before")  # NVLink counters before any traffic
         spec = PoolSpec(
-            name=name,
+            name=plan.name,
             nranks=self.nranks,
             backend=self.backend,
-            directory=(self.artifacts or self.replay_of or Path()) / _pool_dir_name(name),
+            directory=(self.artifacts or self.replay_of or Path()) / _pool_dir_name(plan.name),
             timeout=self.settings.timeout.value,
-            env=dict(key),
+            env=dict(plan.env),
+            rank_env=plan.rank_env(self.nranks),
         )
         try:
             self._pool = self.launcher.start(spec)
@@ -300,7 +352,7 @@ class FabricSession:
             self._down[key] = f"{requester} (start-up: {exc.summary})"
             raise
         self._pool_key = key
-        if not self._hello:
+        if not self._hello and plan.name == DEFAULT:
             self._hello = list(self._pool.hello)
         return self._pool
 
@@ -330,7 +382,7 @@ class FabricSession:
         try:
             results = pool.run(job, what)
         except RankFailure as exc:
-            self._down[self._pool_key or ()] = f"{requester} ({what}: {exc.summary})"
+            self._down[self._pool_key or DEFAULT] = f"{requester} ({what}: {exc.summary})"
             raise
         self.timed_collectives += iters > 0
         return from_results(collective, dtype, warmup, iters, results)

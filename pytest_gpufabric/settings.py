@@ -34,11 +34,11 @@ class OptionSpec:
 
     @property
     def dest(self) -> str:
-        return f"gpufabric_{self.name}"
+        return f"gpufabric_{self.name.replace('-', '_')}"
 
     @property
     def env(self) -> str:
-        return f"GPUFABRIC_{self.name.upper()}"
+        return f"GPUFABRIC_{self.name.upper().replace('-', '_')}"
 
     @property
     def ini(self) -> str:
@@ -57,6 +57,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "nprocs",
         "N",
         "Ranks to launch on this node. Default: one per visible GPU, 2 on a machine without GPUs",
+    ),
+    OptionSpec(
+        "emulate-nodes",
+        "N",
+        "Split this host's ranks into N NCCL nodes with NCCL_HOSTID, to exercise multi-node "
+        "paths on one host (traffic between them goes over the network NCCL picks; the "
+        "profile's bandwidth.inter_node floors apply). Default: 1",
+        default="1",
     ),
     OptionSpec(
         "timeout",
@@ -101,6 +109,7 @@ class Setting(Generic[T]):
 class Settings:
     instance: Setting[str]
     nprocs: Setting[int | None]
+    emulate_nodes: Setting[int]
     timeout: Setting[float]
     artifacts: Setting[Path | None]
     json: Setting[Path | None]
@@ -225,6 +234,7 @@ def resolve(
     return Settings(
         instance=defaulted("instance", _instance),
         nprocs=one("nprocs", _positive_int),
+        emulate_nodes=defaulted("emulate-nodes", _positive_int),
         timeout=defaulted("timeout", _positive_seconds),
         artifacts=path("artifacts"),
         json=path("json"),

@@ -21,7 +21,7 @@ from .profiles import Expectation, NcclExpectations
 EXAMPLES = 3
 
 
-def _connection_evidence(conns: Sequence[Connection]) -> tuple[str, ...]:
+def connection_evidence(conns: Sequence[Connection]) -> tuple[str, ...]:
     return tuple(
         f"rank {c.printed_by} ({c.process}) channel {c.channel}: {quote(c.text, c.where)}"
         for c in conns[:EXAMPLES]
@@ -119,7 +119,7 @@ def _expected(exp: Expectation, text: str) -> str:
     return f"{text} ({exp.cite()})"
 
 
-def _no_connections_reason(log: NcclLog) -> str:
+def no_connections_reason(log: NcclLog) -> str:
     if not log.processes:
         return "no NCCL debug lines found"
     return (
@@ -250,7 +250,7 @@ def connections(conns: Iterable[Connection]) -> list[Connection]:
     return unique
 
 
-def _transport_counts(conns: Iterable[Connection]) -> str:
+def transport_counts(conns: Iterable[Connection]) -> str:
     counts = Counter(c.detail for c in connections(conns))
     return ", ".join(f"{detail}×{n}" for detail, n in counts.most_common())
 
@@ -262,14 +262,14 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
     topo = Topology(log)
     same, _, _ = topo.split()
     same = connections(same)
-    findings = _unknown_via(log)
+    findings = unknown_via(log)
     props: list[Property] = [
         ("intra_node_connections", len(same)),
-        ("intra_node_transports", _transport_counts(same)),
+        ("intra_node_transports", transport_counts(same)),
     ]
     if not same and not findings:
         return skipped(
-            _no_connections_reason(log) if not log.connections else "no two ranks on one node",
+            no_connections_reason(log) if not log.connections else "no two ranks on one node",
             props,
         )
     want = str(exp.transport.value)
@@ -307,17 +307,17 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
             Finding(
                 f"{len(conns)} of {len(same)} connections between ranks of one node use {detail}, "
                 f"not {want} (pairs {_pairs(pairs)})",
-                _connection_evidence(conns) + tuple(env[:EXAMPLES]),
+                connection_evidence(conns) + tuple(env[:EXAMPLES]),
                 _expected(exp.transport, f"{want} between every pair of ranks on one node"),
                 remedy,
             )
         )
     if exp.path is not None:
-        findings += _judge_paths(log, exp.path)
+        findings += judge_paths(log, exp.path)
     return judged(findings, f"{len(same)} same-node connections use {want}", props)
 
 
-def _judge_paths(log: NcclLog, exp: Expectation) -> list[Finding]:
+def judge_paths(log: NcclLog, exp: Expectation) -> list[Finding]:
     want = str(exp.value)
     wrong = [
         f for p in log.processes.values() for f in p.graph_paths if f.value.split("/")[0] != want
@@ -340,7 +340,7 @@ def _pairs(pairs: Sequence[tuple[int, int]]) -> str:
     return shown + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
 
 
-def _unknown_via(log: NcclLog) -> list[Finding]:
+def unknown_via(log: NcclLog) -> list[Finding]:
     if not log.unknown_via:
         return []
     return [
@@ -377,7 +377,7 @@ def judge_p2p_mode(log: NcclLog, exp: NcclExpectations) -> Judgement:
                 f"{len(wrong)} of {len(p2p)} P2P connections run in "
                 f"{'read' if not want else 'write'} "
                 f"mode ({wrong[0].detail}), expected {'read' if want else 'write'} mode",
-                _connection_evidence(wrong) + tuple(env),
+                connection_evidence(wrong) + tuple(env),
                 _expected(exp.p2p_read, f"P2P {'with' if want else 'without'} /read"),
                 "NCCL turns read mode on by itself only between A100s (compute capability 8.0) "
                 "over NVLink; NCCL_P2P_READ_ENABLE=0/1 forces it off/on",
@@ -394,54 +394,73 @@ def judge_inter_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
     cross = connections(cross + [c for c in unknown if c.transport == "NET"])
     props: list[Property] = [
         ("inter_node_connections", len(cross)),
-        ("inter_node_transports", _transport_counts(cross)),
+        ("inter_node_transports", transport_counts(cross)),
     ]
     if not cross:
         return skipped("single-node run: no connection between nodes", props)
     if exp.networks is None:
         return skipped("the profile sets no nccl.network.names", props)
-    names = {n.lower() for n in exp.networks.names}
-    findings = _unknown_via(log)
-    not_net = [c for c in cross if c.transport != "NET"]
-    wrong_net = [c for c in cross if c.transport == "NET" and (c.net or "").lower() not in names]
-    no_gdr = [
-        c
-        for c in cross
-        if c.transport == "NET" and exp.gdr is not None and bool(exp.gdr.value) and not c.gdr
-    ]
+    findings = unknown_via(log) + network_findings(
+        log,
+        cross,
+        exp.networks,
+        exp.gdr,
+        "connections between nodes",
+        "ranks on different nodes must talk through a NIC; check NCCL_HOSTID and hostnames",
+    )
     wanted = " or ".join(exp.networks.names)
+    return judged(findings, f"{len(cross)} inter-node connections over {wanted}", props)
+
+
+def network_findings(
+    log: NcclLog,
+    conns: Sequence[Connection],
+    networks: Expectation,
+    gdr_exp: Expectation | None,
+    scope: str,
+    not_net_remedy: str,
+) -> list[Finding]:
+    """``conns`` must all be NET connections over one of the profile's networks, with
+    /GDRDMA where the profile expects GPUDirect RDMA."""
+    names = {n.lower() for n in networks.names}
+    not_net = [c for c in conns if c.transport != "NET"]
+    wrong_net = [c for c in conns if c.transport == "NET" and (c.net or "").lower() not in names]
+    gdr = gdr_exp is not None and bool(gdr_exp.value)
+    no_gdr = [c for c in conns if c.transport == "NET" and gdr and not c.gdr]
+    wanted = " or ".join(networks.names)
+    findings = []
     if not_net:
         findings.append(
             Finding(
-                f"{len(not_net)} connections between nodes do not use the network "
+                f"{len(not_net)} of {len(conns)} {scope} do not use the network "
                 f"({not_net[0].detail})",
-                _connection_evidence(not_net),
-                _expected(exp.networks, f"NET/{wanted} between nodes"),
-                "ranks on different nodes must talk through a NIC; check NCCL_HOSTID and hostnames",
+                connection_evidence(not_net),
+                _expected(networks, f"NET/{wanted} for {scope}"),
+                not_net_remedy,
             )
         )
     if wrong_net:
         findings.append(
             Finding(
-                f"{len(wrong_net)} of {len(cross)} connections between nodes use "
-                f"NET/{wrong_net[0].net}, not {wanted}",
-                _connection_evidence(wrong_net),
-                _expected(exp.networks, f"NET/{wanted}"),
+                f"{len(wrong_net)} of {len(conns)} {scope} use NET/{wrong_net[0].net}, "
+                f"not {wanted}",
+                connection_evidence(wrong_net),
+                _expected(networks, f"NET/{wanted}"),
                 _network_remedy(log),
             )
         )
-    if no_gdr and exp.gdr is not None:
+    if no_gdr and gdr_exp is not None:
         findings.append(
             Finding(
-                f"{len(no_gdr)} of {len(cross)} connections between nodes run without GPUDirect "
-                f"RDMA ({no_gdr[0].detail})",
-                _connection_evidence(no_gdr),
-                _expected(exp.gdr, "/GDRDMA on every connection between nodes"),
+                f"{len(no_gdr)} of {len(conns)} {scope} run without GPUDirect RDMA "
+                f"({no_gdr[0].detail})",
+                connection_evidence(no_gdr),
+                _expected(gdr_exp, f"/GDRDMA on every one of the {scope}"),
                 "GPUDirect RDMA needs nvidia_peermem or dma-buf support, the NIC close to the GPU "
                 "(NCCL_NET_GDR_LEVEL) and, on EFA, aws-ofi-nccl with FI_HMEM support",
             )
         )
-    return judged(findings, f"{len(cross)} inter-node connections over {wanted}", props)
+    return findings
 
 
 def _network_remedy(log: NcclLog) -> str:

@@ -16,6 +16,7 @@ class Verdict:
     passed: bool
     message: str  # the failure text; a one-line summary when passed
     properties: tuple[Property, ...] = field(default_factory=tuple)
+    warning: str | None = None  # passed, but inside the floor's warn band
 
 
 def _measurement_properties(m: Measurement) -> list[Property]:
@@ -91,12 +92,19 @@ def judge_busbw(m: Measurement, floor: Floor, profile_name: str) -> Verdict:
         f"  source: {floor.source}" + (f"\n  margin policy: {floor.margin}" if floor.margin else "")
     )
     if m.busbw_gbps >= floor.busbw_gbps:
-        return Verdict(
-            True,
+        summary = (
             f"{m.label}: busbw {m.busbw_gbps:.1f} GB/s >= floor {floor.busbw_gbps:g} GB/s "
-            f"({margin_pct:+.1f}%)",
-            tuple(props),
+            f"({margin_pct:+.1f}%)"
         )
+        if m.busbw_gbps >= floor.warn_below_gbps:
+            return Verdict(True, summary, tuple(props))
+        warning = (
+            f"{m.label}: busbw {m.busbw_gbps:.1f} GB/s passes the floor of "
+            f"{floor.busbw_gbps:g} GB/s ({floor.where}) by only {margin_pct:.1f}%, inside its "
+            f"{floor.warn_band_pct:g}% warn band"
+        )
+        props.append(("warning", warning))
+        return Verdict(True, summary, tuple(props), warning)
     return Verdict(
         False,
         f"{m.label} ({m.dtype}, {m.nranks} ranks): busbw {m.busbw_gbps:.1f} GB/s is below the "

@@ -100,6 +100,7 @@ class Rank:
             "local_rank": self.local_rank,
             "world_size": self.world_size,
             "host": socket.gethostname(),
+            "node": os.environ.get("NCCL_HOSTID") or socket.gethostname(),  # NCCL's node
             "pid": os.getpid(),
             "backend": self.backend,
             "torch": torch.__version__,

@@ -88,7 +88,7 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
         f"--junitxml={report}", f"--gpufabric-json={report_json}",
         f"--gpufabric-artifacts={tmp_path / 'art'}",
     )  # fmt: skip
-    result.assert_outcomes(passed=15, skipped=23)
+    result.assert_outcomes(passed=15, skipped=27)
     result.stdout.fnmatch_lines(
         [
             "gpufabric: instance none [[]auto: no GPU visible (*); gloo on CPU, no floors]",
@@ -96,6 +96,7 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
             "*SKIPPED [[]6] *test_bandwidth.py*: no instance profile (auto: no GPU visible*",
             "*SKIPPED [[]9] *test_transports.py*: gloo backend: NCCL is not used on this run",
             "*SKIPPED [[]1] *test_host.py*: NVLink state unknown: NVML unavailable*",
+            "*SKIPPED [[]1] *test_isolation.py*: network_only is an NCCL isolation run; this run uses gloo",
         ]
     )
     facts, cases = junit(report)
@@ -110,10 +111,10 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
     data = json.loads(report_json.read_text())
     assert data["schema"] == "pytest-gpufabric/1"
     assert {k: str(v) for k, v in data["run"].items()} == facts
-    assert data["summary"] == {"passed": 15, "skipped": 23}
+    assert data["summary"] == {"passed": 15, "skipped": 27}
     assert len(data["tests"]) == len(cases)
     logs = sorted(p.name for p in (tmp_path / "art" / "default").iterdir())
-    assert logs == ["rank0.out.log", "rank1.out.log"]  # gloo: no NCCL log
+    assert logs == ["pool.json", "rank0.out.log", "rank1.out.log"]  # gloo: no NCCL log
     assert json.loads((tmp_path / "art" / "report.json").read_text())["run"] == data["run"]
 
 
@@ -160,7 +161,7 @@ def test_gpu_profile_on_a_node_without_gpus_is_one_failure(pytester: pytest.Pyte
     result = pytester.runpytest(
         str(SUITES), "-p", "no:cacheprovider", "--gpufabric-instance=hgx-h200-4gpu"
     )
-    result.assert_outcomes(passed=13, failed=1, skipped=42)
+    result.assert_outcomes(passed=13, failed=1, skipped=46)
     result.stdout.fnmatch_lines(
         [
             "profile hgx-h200-4gpu expects 4 × NVIDIA H200 (*hgx-h200-4gpu.yaml); this node has no GPU visible (*)",

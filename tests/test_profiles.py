@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_gpufabric.catalogue import load_catalogue, shipped_profile_dir
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.profiles import (
-    ProfileError,
-    load_catalogue,
-    load_profile,
-    shipped_profile_dir,
-)
+from pytest_gpufabric.profiles import ProfileError, load_profile
 
 DATA = Path(__file__).parent / "data" / "profiles"
 BROKEN = DATA / "broken"
@@ -66,7 +62,7 @@ CORPUS = {
     "yaml-syntax.yaml": ["yaml-syntax.yaml:4: mapping values are not allowed here"],
     "not-a-mapping.yaml": ["not-a-mapping.yaml:1: a profile must be a YAML mapping, got a list"],
     "unknown-key.yaml": [
-        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, gpu, host, name, nccl)"
+        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, extends, gpu, host, name, nccl)"
     ],
     "missing-gpu.yaml": ["missing-gpu.yaml:1: gpu: missing"],
     "name-mismatch.yaml": [
@@ -92,7 +88,7 @@ CORPUS = {
     "bad-dtype.yaml": [
         "bad-dtype.yaml:4: bandwidth.dtype: 'fp8' is not one of float32, bfloat16, float16"
     ],
-    "bad-count.yaml": ["bad-count.yaml:4: count: must be an integer >= 0, got 'four'"],
+    "bad-count.yaml": ["bad-count.yaml:4: gpu.count: must be an integer >= 0, got 'four'"],
     "one-rank-floors.yaml": [
         "one-rank-floors.yaml:3: bandwidth.ranks: floors need at least 2 ranks, got 1 (set "
         "bandwidth.ranks for a CPU node)"

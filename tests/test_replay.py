@@ -30,7 +30,7 @@ def test_healthy_capture_passes_every_transport_check(
 ) -> None:
     report = tmp_path / "junit.xml"
     result = replay(pytester, h200_capture / "default", "hgx-h200-4gpu", f"--junitxml={report}")
-    result.assert_outcomes(passed=28, skipped=34)
+    result.assert_outcomes(passed=28, skipped=38)
     result.stdout.fnmatch_lines(
         [
             f"gpufabric: replay of {h200_capture / 'default'}: 4 ranks on 1 node(s), GPUs not recorded",
@@ -127,7 +127,7 @@ def test_own_artifacts_bundle_replays(pytester: pytest.Pytester, tmp_path: Path)
         "--gpufabric-instance=auto",
         f"--gpufabric-artifacts={bundle}",
     )
-    live.assert_outcomes(passed=15, skipped=23)
+    live.assert_outcomes(passed=15, skipped=27)
     assert json.loads((bundle / "report.json").read_text())["run"]["backend"] == "gloo"
     again = pytester.runpytest(
         str(REPO / "suites" / "test_correctness.py"), "-p", "no:cacheprovider",
@@ -172,5 +172,5 @@ def test_auto_needs_gpu_facts_in_the_recording(
     shutil.copytree(h200_capture / "nccl-tests", tmp_path / "nt")
     result = replay(pytester, tmp_path / "nt", "auto")
     result.stdout.fnmatch_lines(
-        ["gpufabric: instance hgx-h200-4gpu * [[]auto: 4 × NVIDIA H200 matches hgx-h200-4gpu]"]
+        ["gpufabric: instance hgx-h200-4gpu * [[]auto: hardware fingerprint 4 × NVIDIA H200]"]
     )

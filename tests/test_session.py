@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_gpufabric.catalogue import load_catalogue
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.inventory import Gpu, Inventory
 from pytest_gpufabric.launch.local import LocalLauncher
-from pytest_gpufabric.profiles import load_catalogue
 from pytest_gpufabric.session import FabricSession, inventory_problem
 from pytest_gpufabric.settings import SettingError, resolve
 
@@ -38,7 +38,7 @@ def test_auto_picks_the_h200_lab_profile(h200_node: Inventory) -> None:
     assert s.profile is not None
     assert s.profile.name == "hgx-h200-4gpu"
     assert (s.backend, s.nranks, s.dtype) == ("nccl", 4, "bfloat16")
-    assert s.profile_reason == "auto: 4 × NVIDIA H200 matches hgx-h200-4gpu"
+    assert s.profile_reason == "auto: hardware fingerprint 4 × NVIDIA H200 (140.4 GiB)"
     assert s.inventory_problem is None
     assert all(s.bandwidth_skip_reason(c) is None for c in s.bandwidth_cases())
 
@@ -47,9 +47,16 @@ def test_auto_on_an_unknown_node_lists_the_candidates(h200_node: Inventory) -> N
     two = Inventory(h200_node.gpus[:2], "580", "vm", None, None)
     with pytest.raises(SettingError) as info:
         session(two)
-    assert str(info.value).startswith(
-        "--gpufabric-instance auto: no profile matches this node (2 × NVIDIA H200); known: "
-        "cpu-gloo-2rank, hgx-h200-4gpu, p4d.24xlarge. Pass --gpufabric-instance NAME"
+    message = str(info.value)
+    assert message.startswith(
+        "--gpufabric-instance auto: no profile fits this node (2 × NVIDIA H200 (140.4 GiB) from "
+        "NVML on this node); closest: "
+    )
+    assert "hgx-h200-4gpu expects 4 GPUs, this node shows 2" in message
+    assert message.endswith(
+        "Add a profile (docs/profiles.md) or pass --gpufabric-instance NAME (or "
+        "GPUFABRIC_INSTANCE), or set GPUFABRIC_NODE_INSTANCE_TYPE from the node label "
+        "node.kubernetes.io/instance-type"
     )
 
 

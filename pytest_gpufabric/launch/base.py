@@ -11,6 +11,8 @@ from typing import Any, Protocol
 from ..nccl_log import NcclLog
 
 Message = dict[str, Any]
+POOL_SCHEMA = "pytest-gpufabric-pool/1"
+POOL_FILE = "pool.json"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,22 @@ class PoolSpec:
     directory: Path  # this pool's artifacts: per-rank output and NCCL debug logs
     timeout: float  # seconds for start-up and for each job
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the caller's environment
+    rank_env: Sequence[Mapping[str, str]] = ()  # per rank, on top of env (e.g. NCCL_HOSTID)
+
+    def environment(self, rank: int) -> dict[str, str]:
+        """This rank's overrides: the pool's, then its own."""
+        return {**self.env, **(self.rank_env[rank] if rank < len(self.rank_env) else {})}
+
+    def record(self) -> dict[str, object]:
+        """What a replay needs to know about this pool (written as pool.json)."""
+        return {
+            "schema": POOL_SCHEMA,
+            "name": self.name,
+            "nranks": self.nranks,
+            "backend": self.backend,
+            "env": dict(self.env),
+            "rank_env": [dict(e) for e in self.rank_env],
+        }
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..nccl_log import NcclLog, parse_files
-from .base import Message, PoolSpec, RankFailure, RankProblem
+from .base import POOL_FILE, Message, PoolSpec, RankFailure, RankProblem
 from .environment import nccl_log_name, rank_environment
 
 TAIL_LINES = 15
@@ -147,6 +147,10 @@ class LocalPool:
 
     def start(self) -> None:
         self.spec.directory.mkdir(parents=True, exist_ok=True)
+        # Tells a later replay which run these logs belong to.
+        (self.spec.directory / POOL_FILE).write_text(
+            json.dumps(self.spec.record(), indent=1) + "\n"
+        )
         port = free_port()
         for rank in range(self.spec.nranks):
             self._ranks.append(self._spawn(rank, port))
@@ -158,7 +162,7 @@ class LocalPool:
         res_read, res_write = os.pipe()
         env = rank_environment(
             os.environ,
-            spec.env,
+            spec.environment(rank),
             rank=rank,
             nranks=spec.nranks,
             backend=spec.backend,

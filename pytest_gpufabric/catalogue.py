@@ -1,0 +1,168 @@
+"""All the profiles a run knows: the shipped ``thresholds/`` and the user's overlays
+(``--gpufabric-thresholds``), with ``extends:`` resolved.
+
+Layers: shipped first, then each overlay path in order. A profile in a later layer replaces
+the one of the same name below it. ``extends: X`` means the profile X as the run sees it (the
+topmost layer that has it), except that a file extending its own name extends the profile
+of that name in the layers below: that is how a site overlays a shipped profile
+(``name: p5.48xlarge`` + ``extends: p5.48xlarge`` + the site's own floors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .profiles import Profile, ProfileError, parse_profile
+from .yamlfile import LineMap, YamlError, load_yaml
+
+
+def shipped_profile_dir() -> Path:
+    """thresholds/ inside the installed package (wheel), else the checkout's top level."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "thresholds", here.parent / "thresholds"):
+        if candidate.is_dir():
+            return candidate
+    raise ProfileError([f"{here}: shipped profiles not found (no thresholds/ directory)"])
+
+
+def schema_path() -> Path:
+    """The JSON Schema of profile files, shipped next to the profiles (for YAML editors)."""
+    return shipped_profile_dir() / "profile.schema.json"
+
+
+def _yaml_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+    if path.is_file():
+        return [path]
+    raise ProfileError([f"{path}: no such file or directory"])
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The profiles by name, as the run sees them (overlays applied, parents resolved)."""
+
+    profiles: Mapping[str, Profile]
+
+    def names(self) -> list[str]:
+        return sorted(self.profiles)
+
+    def get(self, name: str) -> Profile | None:
+        return self.profiles.get(name)
+
+
+@dataclass(frozen=True)
+class _Raw:
+    path: Path
+    data: LineMap
+    layer: int
+
+
+class _Resolver:
+    def __init__(self, layers: list[dict[str, _Raw]]) -> None:
+        self.layers = layers
+        self.done: dict[tuple[int, str], Profile | None] = {}  # None: invalid
+        self.problems: list[str] = []
+
+    def find(self, name: str, below: int | None = None) -> _Raw | None:
+        top = len(self.layers) if below is None else below
+        for layer in reversed(self.layers[:top]):
+            if name in layer:
+                return layer[name]
+        return None
+
+    def resolve(self, raw: _Raw, chain: tuple[str, ...] = ()) -> Profile | None:
+        name = str(raw.data["name"])
+        key = (raw.layer, name)
+        if key in self.done:
+            return self.done[key]
+        where = f"{raw.path}:{raw.data.line_of('extends')}: extends"
+        parent_name = raw.data.get("extends")
+        base: Profile | None = None
+        ok = True
+        if parent_name is not None:
+            parent = None
+            if not isinstance(parent_name, str) or not parent_name.strip():
+                self.problems.append(f"{where}: must be a profile name, got {parent_name!r}")
+                ok = False
+            elif f"{raw.layer}:{name}" in chain:
+                cycle = " -> ".join([c.split(":", 1)[1] for c in chain] + [name])
+                self.problems.append(f"{where}: cycle {cycle}")
+                ok = False
+            else:
+                below = raw.layer if parent_name == name else None
+                parent = self.find(parent_name, below)
+                if parent is None:
+                    known = sorted({n for layer in self.layers for n in layer} - {name})
+                    self.problems.append(
+                        f"{where}: unknown profile {parent_name!r} (known: {', '.join(known)})"
+                    )
+                    ok = False
+            if parent is not None:
+                base = self.resolve(parent, (*chain, f"{raw.layer}:{name}"))
+                if base is None:
+                    self.problems.append(
+                        f"{where}: {parent_name!r} ({parent.path}) is invalid, see its problems"
+                    )
+                    ok = False
+        profile = None
+        if ok:
+            try:
+                profile = parse_profile(raw.data, raw.path, base)
+            except ProfileError as exc:
+                self.problems.extend(exc.problems)
+        self.done[key] = profile
+        return profile
+
+
+def _read_layer(roots: Iterable[Path], index: int, problems: list[str]) -> dict[str, _Raw]:
+    layer: dict[str, _Raw] = {}
+    for root in roots:
+        try:
+            files = _yaml_files(root)
+        except ProfileError as exc:
+            problems.extend(exc.problems)
+            continue
+        for path in files:
+            try:
+                data = load_yaml(path)
+            except YamlError as exc:
+                problems.append(str(exc))
+                continue
+            if not isinstance(data, LineMap) or not isinstance(data.get("name"), str):
+                try:  # let the profile parser say what is wrong
+                    parse_profile(data, path)
+                except ProfileError as exc:
+                    problems.extend(exc.problems)
+                continue
+            name = data["name"]
+            if name in layer:
+                other = layer[name].path
+                problems.append(
+                    f"{path}:{data.line_of('name')}: name: profile {name!r} is also in {other}"
+                )
+                continue
+            layer[name] = _Raw(path, data, index)
+    return layer
+
+
+def load_catalogue(extra: Iterable[Path] = (), shipped: Path | None = None) -> Catalogue:
+    """Load and validate every profile of every layer; all problems of all files are
+    reported together."""
+    problems: list[str] = []
+    overlays = list(extra)  # one layer: the same name twice in it is an error
+    roots = [[shipped or shipped_profile_dir()], *([overlays] if overlays else [])]
+    layers = [_read_layer(r, i, problems) for i, r in enumerate(roots)]
+    resolver = _Resolver(layers)
+    profiles: dict[str, Profile] = {}
+    for layer in layers:
+        for raw in layer.values():
+            profile = resolver.resolve(raw)
+            if profile is not None:
+                profiles[profile.name] = profile  # later layers replace earlier ones
+    problems += [p for p in resolver.problems if p not in problems]
+    if problems:
+        raise ProfileError(problems)
+    return Catalogue(profiles)

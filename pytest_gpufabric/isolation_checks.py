@@ -1,0 +1,95 @@
+"""What the isolation runs (runs.py) must show in the NCCL logs. Pure: no pytest here.
+
+- network_only: with P2P and SHM disabled every connection, between GPUs of one node too,
+  must be NET over the profile's network, with /GDRDMA where GPUDirect RDMA is expected;
+- nvlink_only: with P2P limited to NVLink and SHM and the network plugins off, every
+  connection must be P2P, on the profile's intra-node path and P2P mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .findings import Finding, Judgement, Property, judged, skipped
+from .nccl_log import NcclLog
+from .profiles import NcclExpectations
+from .runs import NETWORK_ONLY_ENV, NVLINK_ONLY_ENV
+from .transports import (
+    EXAMPLES,
+    connection_evidence,
+    connections,
+    env_facts,
+    judge_p2p_mode,
+    judge_paths,
+    network_findings,
+    no_connections_reason,
+    transport_counts,
+    unknown_via,
+)
+
+
+def _props(log: NcclLog, run: str) -> tuple[list[Property], int]:
+    conns = connections(log.connections)
+    return [
+        ("isolation_run", run),
+        ("connections", len(conns)),
+        ("transports", transport_counts(conns)),
+    ], len(conns)
+
+
+def judge_network_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
+    """Every connection of the network-only run goes through the profile's network."""
+    props, count = _props(log, "network_only")
+    if not count:
+        return skipped(no_connections_reason(log), props)
+    if exp.networks is None:
+        return skipped("the profile sets no nccl.network.names", props)
+    settings = env_facts(log, NETWORK_ONLY_ENV)
+    findings = unknown_via(log) + network_findings(
+        log,
+        connections(log.connections),
+        exp.networks,
+        exp.gdr,
+        "connections of the network-only run",
+        "P2P and SHM were disabled for this run"
+        + (f" ({', '.join(settings[:2])})" if settings else "")
+        + ", so NCCL must go through the NIC even between GPUs of one node",
+    )
+    return judged(findings, f"{count} connections over {' or '.join(exp.networks.names)}", props)
+
+
+def judge_nvlink_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
+    """Every connection of the NVLink-only run is P2P, on the expected path and P2P mode."""
+    props, count = _props(log, "nvlink_only")
+    if not count:
+        return skipped(no_connections_reason(log), props)
+    conns = connections(log.connections)
+    findings = unknown_via(log)
+    wrong = [c for c in conns if c.transport != "P2P"]
+    if wrong:
+        pairs = sorted({(c.src, c.dst) for c in wrong})
+        shown = ", ".join(f"{a}->{b}" for a, b in pairs[:8])
+        findings.append(
+            Finding(
+                f"{len(wrong)} of {len(conns)} connections of the NVLink-only run use "
+                f"{wrong[0].detail}, not P2P over NVLink (pairs {shown})",
+                connection_evidence(wrong) + tuple(env_facts(log, NVLINK_ONLY_ENV)[:EXAMPLES]),
+                "P2P between every pair of GPUs: the run allows P2P over NVLink only "
+                "(NCCL_P2P_LEVEL=NVL), so any other transport means a pair without NVLink P2P",
+                "check NVLink state (nvidia-smi nvlink -s), the fabric manager on NVSwitch "
+                "systems, and GPU peer access over NVLink (nvidia-smi topo -p2p n)",
+            )
+        )
+    if exp.path is not None:
+        findings += judge_paths(log, exp.path)
+    mode = judge_p2p_mode(log, exp)
+    if mode.status == "failed":
+        findings += mode.findings
+    props += list(mode.properties)
+    return judged(findings, f"{count} connections over P2P", props)
+
+
+ISOLATION_CHECKS: dict[str, Callable[[NcclLog, NcclExpectations], Judgement]] = {
+    "network_only": judge_network_only,
+    "nvlink_only": judge_nvlink_only,
+}

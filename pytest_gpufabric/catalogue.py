@@ -163,6 +163,69 @@ def load_catalogue(extra: Iterable[Path] = (), shipped: Path | None = None) -> C
             if profile is not None:
                 profiles[profile.name] = profile  # later layers replace earlier ones
     problems += [p for p in resolver.problems if p not in problems]
-    if problems:
-        raise ProfileError(problems)
+    if problems:  # grouped by file, in the order found within each file
+        raise ProfileError(sorted(problems, key=lambda p: p.split(":", 1)[0]))
     return Catalogue(profiles)
+
+
+def _run_counts(profile: Profile) -> str:
+    return " ".join(
+        f"{kind}:{len(run.floors) if run.floors else 'intra'}"
+        for kind, run in sorted(profile.runs.items())
+    )
+
+
+def describe(catalogue: Catalogue) -> list[str]:
+    """One line per profile: name, GPUs, network, floors per run kind, file."""
+    rows = [("profile", "GPUs", "network", "floors", "file")]
+    for profile in (catalogue.profiles[n] for n in catalogue.names()):
+        gpus = f"{profile.gpu_count} × {profile.gpu_model}" if profile.gpu_count else "none (gloo)"
+        nccl, host = profile.nccl, profile.host
+        network = "/".join(nccl.networks.names) if nccl.networks else "-"
+        if host.rdma_devices is not None:
+            kind = host.rdma_kind.value if host.rdma_kind else "RDMA"
+            network += f", {host.rdma_devices.value} {kind}"
+        name = profile.name + (f" < {profile.extends[0]}" if profile.extends else "")
+        rows.append((name, gpus, network, _run_counts(profile) or "-", str(profile.file)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_gpufabric.catalogue``: list or check profiles without pytest."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_gpufabric.catalogue",
+        description="List, check and locate pytest-gpufabric instance profiles.",
+    )
+    parser.add_argument(
+        "command",
+        choices=("list", "check", "schema"),
+        help="list: every profile; check: validate the shipped profiles and the --thresholds "
+        "overlays (exit 1 on any problem); schema: print the path of the JSON Schema",
+    )
+    parser.add_argument(
+        "--thresholds", action="append", type=Path, default=[], metavar="PATH",
+        help="overlay profile file or directory, as --gpufabric-thresholds (repeatable)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.command == "schema":
+        print(schema_path())
+        return 0
+    try:
+        catalogue = load_catalogue(args.thresholds)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if args.command == "list":
+        print("\n".join(describe(catalogue)))
+    else:
+        print(f"{len(catalogue.profiles)} profiles valid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

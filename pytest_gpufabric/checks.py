@@ -151,7 +151,14 @@ class Fabric:
         profile, floor, plan = session.profile, case.floor, session.plan(case.run)
         if reason or profile is None or floor is None or plan is None:
             pytest.skip(reason or "no floor to judge against")
-        self.record([("run", plan.name), ("floors_from", f"bandwidth.{floor.run}")])
+        self.record(
+            [
+                ("run", plan.name),
+                ("run_settings", plan.describe()),
+                ("run_nodes", plan.nodes),
+                ("floors_from", f"bandwidth.{floor.run}"),
+            ]
+        )
         measurement = self._measure(
             lambda pool: session.run_collective(
                 case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .collectives import ALL_COLLECTIVES, Collective
+from .profiles import INTER_NODE, INTRA_NODE, NETWORK_ONLY, RUN_KINDS
+from .runs import DEFAULT
 from .units import format_size, parse_size
 
 # (smallest size, fraction of the lowest run): first match from the top wins.
@@ -28,12 +30,15 @@ DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 
 Samples = dict[tuple[Collective, int], list[float]]
 
 
-def collect(reports: Iterable[dict[str, Any]]) -> Samples:
-    """busbw of every passed-or-failed bandwidth test, by (collective, bytes)."""
+def collect(reports: Iterable[dict[str, Any]], run: str = DEFAULT) -> Samples:
+    """busbw of every passed-or-failed bandwidth test of one run (the main run, or an
+    isolation run), by (collective, bytes)."""
     samples: Samples = {}
     for report in reports:
         for test in report.get("tests", []):
             props = test.get("properties", {})
+            if props.get("run", DEFAULT) != run:
+                continue
             if "busbw_gbps" in props and test.get("outcome") in ("passed", "failed"):
                 key = (Collective(props["collective"]), int(props["bytes"]))
                 samples.setdefault(key, []).append(float(props["busbw_gbps"]))
@@ -78,6 +83,65 @@ def _number(value: float) -> str:
     return f"{value:g}" if value < 10 else f"{value:.0f}"
 
 
+def _reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+    """intra_node floors come from one-node runs, inter_node floors from runs over several
+    NCCL nodes (--gpufabric-emulate-nodes or a multi-node launch); isolation runs from any."""
+    if section == INTRA_NODE:
+        return [r for r in reports if int(r["run"].get("nnodes", 1)) == 1]
+    if section == INTER_NODE:
+        return [r for r in reports if int(r["run"].get("nnodes", 1)) > 1]
+    return list(reports)
+
+
+def _section_lines(
+    reports: Sequence[dict[str, Any]],
+    section: str,
+    host_label: str | None,
+    margins: Sequence[tuple[int, float]],
+) -> tuple[list[str], dict[str, Any]]:
+    pool = DEFAULT if section in (INTRA_NODE, INTER_NODE) else section
+    chosen = _reports_for(reports, section)
+    floors = derive(collect(chosen, pool), margins)
+    if not floors:
+        raise ValueError(f"no bandwidth measurement of the {section} run in these reports")
+    props: dict[str, Any] = next(
+        t["properties"]
+        for r in chosen
+        for t in r["tests"]
+        if "busbw_gbps" in t["properties"] and t["properties"].get("run", DEFAULT) == pool
+    )
+    run = chosen[0]["run"]
+    env = next((r["run"]["nccl_env"] for r in chosen if r["run"].get("nccl_env")), None)
+    env = env or "NCCL environment not recorded"
+    date = chosen[0].get("started", time.strftime("%Y-%m-%d"))[:10]
+    how = "" if pool == DEFAULT else f", {pool} run ({props.get('run_settings', pool)})"
+    if section == INTER_NODE:
+        how = f", ranks split into {run.get('nnodes')} NCCL nodes"
+    source = (
+        f"measured on {host_label or run['hostname']} ({run['gpu_count']}×{run['gpu_model']}, "
+        f"driver {run['driver']}, torch {run.get('rank_torch_version', run['torch_version'])}, "
+        f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
+        f"{len(chosen)} runs, median of {props.get('iters', '?')} iterations, slowest rank"
+    )
+    lines = [
+        f"  {section}:",
+        f"    source: {json.dumps(source, ensure_ascii=False)}",
+        f"    margin: {json.dumps(margin_text(margins))}",
+    ]
+    if section == INTER_NODE:
+        lines.append(f"    nodes: {run.get('nnodes', 2)}")
+    elif section == NETWORK_ONLY and int(props.get("run_nodes", 1)) > 1:
+        lines.append(f"    nodes: {props['run_nodes']}")
+    lines.append("    floors:")
+    for collective in ALL_COLLECTIVES:
+        entries = [
+            f"{format_size(n)}: {_number(v)}" for (c, n), v in floors.items() if c is collective
+        ]
+        if entries:
+            lines.append(f"      {collective.value}: {{{', '.join(entries)}}}")
+    return lines, props
+
+
 def render(
     reports: Sequence[dict[str, Any]],
     *,
@@ -85,45 +149,36 @@ def render(
     host_label: str | None,
     margins: Sequence[tuple[int, float]] = DEFAULT_MARGINS,
     description: str | None = None,
+    sections: Sequence[str] = (INTRA_NODE,),
+    extends: str | None = None,
 ) -> str:
-    """A complete profile file for the node the reports were measured on."""
+    """A profile file for the node the reports were measured on, with the floors of the
+    given bandwidth sections. With ``extends`` it is an overlay: only ``name``, ``extends``
+    and the floors (an overlay named after its parent replaces that shipped profile)."""
+    bodies = [_section_lines(reports, section, host_label, margins) for section in sections]
+    props = bodies[0][1]
     run = reports[0]["run"]
-    floors = derive(collect(reports), margins)
-    props: dict[str, Any] = next(
-        (t["properties"] for r in reports for t in r["tests"] if "busbw_gbps" in t["properties"]),
-        {},
-    )
-    env = next((r["run"]["nccl_env"] for r in reports if r["run"].get("nccl_env")), None)
-    env = env or "NCCL environment not recorded"
-    date = reports[0].get("started", time.strftime("%Y-%m-%d"))[:10]
-    source = (
-        f"measured on {host_label or run['hostname']} ({run['gpu_count']}×{run['gpu_model']}, "
-        f"driver {run['driver']}, torch {run.get('rank_torch_version', run['torch_version'])}, "
-        f"NCCL {run.get('nccl_version', '?')}, {env}) on {date} with pytest-gpufabric: "
-        f"{len(reports)} runs, median of {props.get('iters', '?')} iterations, slowest rank"
-    )
-    default_description = f"{run['gpu_count']} × {run['gpu_model']}"
-    lines = [
-        f"name: {name}",
-        f"description: {description or default_description}",
-        "gpu:",
-        f"  model: {run['gpu_model']}",
-        f"  count: {run['gpu_count']}",
-        "bandwidth:",
-        f"  dtype: {props.get('dtype', 'bfloat16')}",
-        f"  warmup: {props.get('warmup', 5)}",
-        f"  iters: {props.get('iters', 20)}",
-        "  intra_node:",
-        f"    source: {json.dumps(source, ensure_ascii=False)}",
-        f"    margin: {json.dumps(margin_text(margins))}",
-        "    floors:",
-    ]
-    for collective in ALL_COLLECTIVES:
-        entries = [
-            f"{format_size(n)}: {_number(v)}" for (c, n), v in floors.items() if c is collective
+    lines = [f"name: {name}"]
+    if extends:
+        lines.append(f"extends: {extends}")
+    if description or not extends:
+        default_description = f"{run['gpu_count']} × {run['gpu_model']}"
+        lines.append(f"description: {description or default_description}")
+    if not extends:
+        lines += [
+            "gpu:",
+            f"  model: {run['gpu_model']}",
+            f"  count: {run['gpu_count']}",
         ]
-        if entries:
-            lines.append(f"      {collective.value}: {{{', '.join(entries)}}}")
+    lines.append("bandwidth:")
+    if not extends:
+        lines += [
+            f"  dtype: {props.get('dtype', 'bfloat16')}",
+            f"  warmup: {props.get('warmup', 5)}",
+            f"  iters: {props.get('iters', 20)}",
+        ]
+    for body, _ in bodies:
+        lines += body
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +216,20 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MARGINS,
         help="e.g. 256MiB=0.9,16MiB=0.8,0=0.5",
     )
+    parser.add_argument(
+        "--section",
+        choices=RUN_KINDS,
+        action="append",
+        help="bandwidth section(s) to derive, repeatable: intra_node (one-node main runs), "
+        "inter_node (main runs over several NCCL nodes), network_only and nvlink_only (those "
+        "isolation runs). Default: intra_node",
+    )
+    parser.add_argument(
+        "--extends",
+        metavar="PROFILE",
+        help="write an overlay of PROFILE (name, extends and floors only) instead of a "
+        "complete profile",
+    )
     args = parser.parse_args(argv)
     reports = [json.loads(path.read_text()) for path in args.reports]
     sys.stdout.write(
@@ -170,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             host_label=args.host_label,
             margins=args.margins,
             description=args.description,
+            sections=args.section or [INTRA_NODE],
+            extends=args.extends,
         )
     )
     return 0

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from . import recorded
-from .catalogue import Catalogue, load_catalogue
+from .catalogue import Catalogue, describe, load_catalogue
 from .checks import Fabric
 from .detect import live_node
 from .host_checks import HOST_CHECKS
@@ -20,8 +22,8 @@ from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
 from .profiles import ProfileError
 from .report import build_json, header_lines, summary_lines, write_json
 from .runs import ISOLATION_RUNS
-from .session import FabricSession, TestRecord
-from .settings import OPTIONS, SettingError, Settings, resolve
+from .session import FabricSession, TestRecord, choose_profile
+from .settings import OPTIONS, Setting, SettingError, Settings, resolve
 from .transports import CHECKS
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -44,6 +46,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(spec.ini, help=spec.help, type="paths")
         else:
             parser.addini(spec.ini, help=spec.help, type="string")
+    # An action like --fixtures, not a setting: no ini or environment equivalent.
+    group.addoption(
+        "--gpufabric-list",
+        dest="gpufabric_list",
+        action="store_true",
+        help="List the instance profiles (shipped and --gpufabric-thresholds overlays) and "
+        "what --gpufabric-instance auto picks on this node, then exit",
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -120,11 +130,41 @@ def _build_session(config: pytest.Config) -> FabricSession:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("help") or config.getoption("version"):
         return
+    if config.getoption("gpufabric_list"):
+        return  # pytest_cmdline_main lists and exits; nothing else may fail first
     settings = _settings(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.explicit:
         # Asked for by name: fail now on a bad profile or node, before any test runs.
         _build_session(config)
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("gpufabric_list"):
+        return None
+    # Runs before pytest_configure (no terminal reporter yet) and outside output capture.
+    settings = _settings(config)
+    try:
+        catalogue = load_catalogue(settings.thresholds.value)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(f"ERROR: {problem}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    for line in describe(catalogue):
+        print(line)
+    inventory = take_inventory(os.environ)
+    try:
+        profile, how = choose_profile(
+            dataclasses.replace(settings, instance=Setting("auto", "--gpufabric-list")),
+            catalogue,
+            inventory,
+            live_node(os.environ, inventory),
+        )
+    except SettingError as exc:
+        print(f"on this node: {exc}")
+    else:
+        print(f"on this node: {profile.name if profile else 'no profile'} [{how}]")
+    return 0
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .collectives import DTYPE_SIZES, Collective
+from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective
 from .units import format_size, parse_size
 from .yamlfile import LineMap, YamlError, load_yaml
 
@@ -433,7 +433,12 @@ def _parse_run(
     }
     if "floors" in section or kind != NVLINK_ONLY:  # nvlink_only may use intra_node's floors
         floors.update(_parse_floors(check, section, where, kind, floors))
-    kept = tuple(f for f in floors.values() if f is not None)
+    kept = tuple(
+        sorted(
+            (f for f in floors.values() if f is not None),
+            key=lambda f: (ALL_COLLECTIVES.index(f.collective), f.nbytes),
+        )
+    )
     runs[kind] = BandwidthRun(kind, kept, nodes, MappingProxyType(env), band)
 
 

@@ -10,6 +10,11 @@ content, not its name, and may contribute several kinds of evidence:
 - host captures (``nvidia-smi -q [-x]``, ``topo -m``, ``topo -p2p``, ``nvlink -s/-e``, an NVML
   probe JSON, /proc/mounts lines) and the host snapshots a live run keeps (host-*.json).
 
+A live run's bundle keeps each rank pool (the main run, the isolation runs) in a directory
+with a pool.json: NCCL logs below it belong to that run, and report measurements name their
+run, so a replay judges each run on its own evidence. Files outside any pool directory
+belong to the main run.
+
 Files nothing recognises are listed in ``ignored`` with the reason.
 """
 
@@ -25,7 +30,9 @@ from . import host_captures
 from .collectives import Collective
 from .host import HOST_SCHEMA, HostFacts
 from .host import from_json as host_from_json
+from .launch.base import POOL_FILE, POOL_SCHEMA
 from .nccl_log import NcclLog, looks_like_nccl, parse_files
+from .runs import DEFAULT
 
 MAX_FILE_BYTES = 256 << 20  # larger files are not read (a core dump is no evidence)
 
@@ -54,6 +61,7 @@ class RecordedMeasurement:
     dtype: str | None
     where: str  # file (and line)
     origin: str  # which kind of file it came from
+    run: str = DEFAULT  # the rank pool it was measured in (runs.py)
 
 
 @dataclass(frozen=True)
@@ -67,29 +75,45 @@ class RecordedDevice:
 @dataclass
 class RecordedRun:
     directory: Path
-    nccl_files: list[Path] = field(default_factory=list)
+    nccl_files: list[Path] = field(default_factory=list)  # every NCCL log, any run
+    pools: dict[Path, str] = field(default_factory=dict)  # pool directory -> run name
     measurements: list[RecordedMeasurement] = field(default_factory=list)
     devices: list[RecordedDevice] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)  # our own JSON reports
     host: HostFacts | None = None  # from host captures, or a live run's "after" snapshot
     host_before: HostFacts | None = None  # a live run's snapshot before its collectives
     ignored: list[tuple[Path, str]] = field(default_factory=list)
-    _log: NcclLog | None = None
+    _logs: dict[str, NcclLog] = field(default_factory=dict)
 
-    def nccl_log(self) -> NcclLog:
-        """The recorded NCCL logs, parsed once."""
-        if self._log is None:
-            self._log = parse_files(self.nccl_files)
-        return self._log
+    def run_of(self, path: Path) -> str:
+        """The run a file belongs to: that of the nearest pool directory above it."""
+        for parent in path.parents:
+            if parent in self.pools:
+                return self.pools[parent]
+            if parent == self.directory:
+                break
+        return DEFAULT
+
+    @property
+    def runs(self) -> list[str]:
+        """The runs the recording holds evidence of (the main run always)."""
+        return sorted({DEFAULT, *self.pools.values()})
+
+    def nccl_log(self, run: str = DEFAULT) -> NcclLog:
+        """The recorded NCCL logs of one run, parsed once."""
+        if run not in self._logs:
+            self._logs[run] = parse_files([f for f in self.nccl_files if self.run_of(f) == run])
+        return self._logs[run]
 
     def find(
-        self, collective: Collective, nbytes: int, *, timed: bool
+        self, collective: Collective, nbytes: int, *, timed: bool, run: str = DEFAULT
     ) -> RecordedMeasurement | None:
         """The recorded result for this case; our own report first, then nccl-tests, then others."""
         for m in self.measurements:
             if (
                 m.collective is collective
                 and m.nbytes == nbytes
+                and m.run == run
                 and (m.time_ms is not None or not timed)
             ):
                 if not timed and m.mismatches is None:
@@ -107,6 +131,11 @@ def load(directory: Path) -> RecordedRun:
     run = RecordedRun(directory)
     files = sorted(p for p in directory.rglob("*") if p.is_file())
     for path in files:
+        if path.name == POOL_FILE:
+            name = _pool_name(path)
+            if name is not None:
+                run.pools[path.parent] = name
+                continue
         if path.stat().st_size > MAX_FILE_BYTES:
             run.ignored.append((path, f"larger than {MAX_FILE_BYTES >> 20} MiB"))
             continue
@@ -118,6 +147,16 @@ def load(directory: Path) -> RecordedRun:
     order = {"pytest-gpufabric report": 0, "nccl-tests JSON": 1, "nccl-tests": 2, "results JSON": 3}
     run.measurements.sort(key=lambda m: order.get(m.origin, 9))
     return run
+
+
+def _pool_name(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("schema") == POOL_SCHEMA:
+        return str(data.get("name", DEFAULT))
+    return None
 
 
 def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
@@ -221,6 +260,7 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
                     props.get("dtype"),
                     f"{path} ({test.get('nodeid')})",
                     "pytest-gpufabric report",
+                    str(props.get("run", DEFAULT)),
                 )
             )
         return "pytest-gpufabric report"

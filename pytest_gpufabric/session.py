@@ -444,6 +444,7 @@ class FabricSession:
             "profile_file": str(self.profile.file) if self.profile else "",
             "backend": self.backend,
             "nranks": self.nranks,
+            "nnodes": self.nnodes,
             "hostname": inv.hostname,
             "gpu_model": inv.gpu_model or "none",
             "gpu_count": len(inv.gpus),

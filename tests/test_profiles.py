@@ -66,7 +66,7 @@ CORPUS = {
     ],
     "missing-gpu.yaml": ["missing-gpu.yaml:1: gpu: missing"],
     "name-mismatch.yaml": [
-        "name-mismatch.yaml:1: name: 'p5.48xlarge' must match the file name 'name-mismatch'"
+        "name-mismatch.yaml:1: name: 'site-node-a' must match the file name 'name-mismatch'"
     ],
     "bad-floor.yaml": [
         "bad-floor.yaml:8: bandwidth.intra_node.floors.all_reduce.1GiB: busbw floor must be a "

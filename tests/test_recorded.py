@@ -121,7 +121,7 @@ def test_replay_pool_answers_from_the_recording(h200_capture: Path) -> None:
     assert {r["mismatches"] for r in results} == {0}
     with pytest.raises(EvidenceMissing, match="no recorded measurement of broadcast 16MiB in"):
         pool.run({**job, "collective": "broadcast"}, "broadcast 16MiB")
-    with pytest.raises(EvidenceMissing, match="cannot be re-run with NCCL_P2P_DISABLE=1"):
+    with pytest.raises(EvidenceMissing, match=r"has no network_only run \(it has: default\)"):
         ReplayLauncher(run).start(
-            PoolSpec("x", 4, "nccl", h200_capture, 1.0, {"NCCL_P2P_DISABLE": "1"})
+            PoolSpec("network_only", 4, "nccl", h200_capture, 1.0, {"NCCL_P2P_DISABLE": "1"})
         )

@@ -91,6 +91,50 @@ PY
     auto)
       stage "auto detection"
       python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;
+    catalogue)
+      stage "profile catalogue and detection on this host"
+      python3 -m pytest --gpufabric-list -p no:cacheprovider
+      python3 -m pytest_gpufabric.catalogue check
+      mkdir -p "$W/twin" && sed 's/^name: hgx-h200-4gpu/name: twin-h200/' thresholds/hgx-h200-4gpu.yaml > "$W/twin/twin-h200.yaml"
+      echo "--- a second 4 × H200 profile makes the fingerprint ambiguous:"
+      python3 -m pytest suites/test_node.py -q -p no:cacheprovider --gpufabric-thresholds "$W/twin" 2>&1 | tail -2
+      echo "--- the node label decides:"
+      GPUFABRIC_NODE_INSTANCE_TYPE=twin-h200 python3 -m pytest suites/test_node.py -q -p no:cacheprovider --gpufabric-thresholds "$W/twin" 2>&1 | grep -E "^gpufabric: instance|passed|failed" ;;
+    isolation)
+      stage "measure x3: two NCCL nodes (NCCL_HOSTID) and the isolation runs, recording floors"
+      for i in 1 2 3; do
+        python3 -m pytest suites/test_bandwidth.py suites/test_isolation.py -p no:cacheprovider -q -rfs \
+          --gpufabric-instance auto --gpufabric-emulate-nodes 2 --gpufabric-thresholds validation/profiles-measure \
+          --gpufabric-json "$W/iso-measure$i.json" --gpufabric-artifacts "$W/iso-measure$i" > "$W/iso-measure$i.log" 2>&1
+        tail -1 "$W/iso-measure$i.log"
+      done
+      mkdir -p "$W/iso-final"
+      python3 -m pytest_gpufabric.floors "$W"/iso-measure*.json --name hgx-h200-4gpu --extends hgx-h200-4gpu \
+        --section inter_node --section network_only --margins 0=0.5 \
+        --host-label "nvidia-h200-x4 (4×H200 NVSwitch VM)" > "$W/iso-final/hgx-h200-4gpu.yaml"
+      cat "$W/iso-final/hgx-h200-4gpu.yaml"
+      python3 - "$W"/iso-measure*.json <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    for t in json.load(open(path))["tests"]:
+        p = t["properties"]
+        if "busbw_gbps" in p:
+            print(path.rsplit("/", 1)[-1], p.get("run"), p["collective"], p["bytes"], p["busbw_gbps"], t["outcome"])
+PY
+      for mode in one two; do
+        extra=""; [ "$mode" = two ] && extra="--gpufabric-emulate-nodes 2"
+        stage "final: every suite, auto, $mode node(s), derived floors"
+        python3 -m pytest suites/ -p no:cacheprovider -rfEs --gpufabric-instance auto $extra \
+          --gpufabric-thresholds "$W/iso-final" --gpufabric-artifacts "$W/final-$mode" \
+          --gpufabric-json "$W/final-$mode.json" --junitxml "$W/final-$mode.xml" > "$W/final-$mode.log" 2>&1
+        grep -E "^gpufabric:|^(PASSED|FAILED|WARN|SKIPPED) |passed|failed" "$W/final-$mode.log" | tail -30
+        stage "replay of the $mode-node bundle"
+        python3 -m pytest suites/ -p no:cacheprovider -q --gpufabric-replay "$W/final-$mode" --gpufabric-instance hgx-h200-4gpu \
+          --gpufabric-thresholds "$W/iso-final" --gpufabric-json "$W/replay-$mode.json" > "$W/replay-$mode.log" 2>&1
+        tail -1 "$W/replay-$mode.log"
+        python3 validation/compare_verdicts.py --match test_ live="$W/final-$mode.json" replay="$W/replay-$mode.json"
+      done
+      sed -n '/test_isolation_path\[network_only\]/,+3p' "$W/final-one.log" | head -8 ;;
   esac
 done
 

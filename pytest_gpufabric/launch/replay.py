@@ -8,6 +8,7 @@ from ..collectives import Collective
 from ..inventory import Gpu, Inventory
 from ..nccl_log import NcclLog
 from ..recorded import RecordedRun
+from ..runs import DEFAULT
 from ..transports import comm_groups
 from ..units import format_size
 from .base import EvidenceMissing, Message, PoolSpec
@@ -20,9 +21,11 @@ class ReplayLauncher:
         self.run = run
 
     def start(self, spec: PoolSpec) -> ReplayPool:
-        if spec.env:
-            settings = ", ".join(f"{k}={v}" for k, v in sorted(spec.env.items()))
-            raise EvidenceMissing(f"a recorded run cannot be re-run with {settings}")
+        if spec.name not in self.run.runs:
+            raise EvidenceMissing(
+                f"the recording in {self.run.directory} has no {spec.name} run "
+                f"(it has: {', '.join(self.run.runs)})"
+            )
         return ReplayPool(spec, self.run)
 
 
@@ -68,12 +71,13 @@ class ReplayPool:
             raise EvidenceMissing(f"nothing recorded for {what}")
         collective, nbytes = Collective(job["collective"]), int(job["nbytes"])
         timed = int(job["iters"]) > 0
-        found = self.run_.find(collective, nbytes, timed=timed)
+        found = self.run_.find(collective, nbytes, timed=timed, run=self.spec.name)
         if found is None:
             kind = "measurement" if timed else "correctness result"
+            where = "" if self.spec.name == DEFAULT else f" the {self.spec.name} run of"
             raise EvidenceMissing(
-                f"no recorded {kind} of {collective.value} {format_size(nbytes)} in "
-                f"{self.run_.directory}"
+                f"no recorded {kind} of {collective.value} {format_size(nbytes)} in"
+                f"{where} {self.run_.directory}"
             )
         result: Message = {
             "nbytes": found.nbytes,
@@ -88,7 +92,7 @@ class ReplayPool:
         return [dict(result) for _ in range(max(found.nranks, 1))]
 
     def nccl_log(self) -> NcclLog:
-        return self.run_.nccl_log()
+        return self.run_.nccl_log(self.spec.name)
 
     def close(self) -> None:
         """Nothing runs."""
@@ -117,7 +121,7 @@ def recorded_inventory(run: RecordedRun) -> Inventory:
 def recorded_world(run: RecordedRun) -> tuple[int, int, str]:
     """(ranks, NCCL nodes, backend) of the recorded run; a recorded report names its backend,
     anything else recorded is NCCL."""
-    hello = ReplayPool(PoolSpec("recorded", 0, "nccl", run.directory, 0.0), run).hello
+    hello = ReplayPool(PoolSpec(DEFAULT, 0, "nccl", run.directory, 0.0), run).hello
     nodes = {h.get("node", h.get("host")) for h in hello}
     backend = str(run.report_facts.get("backend", "nccl"))
     return len(hello), max(len(nodes), 1), backend

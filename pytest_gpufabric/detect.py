@@ -177,7 +177,7 @@ def detect(catalogue: Catalogue, node: NodeFacts) -> Detection:
     gpu_profiles = [p for p in catalogue.profiles.values() if p.gpu_count]
     fits = [p for p in gpu_profiles if not mismatches(p, node)]
     seen = f"{_fingerprint(node)} from {node.gpu_origin}" + (
-        f" and {node.rdma_origin}" if node.rdma is not None else ""
+        f" and {node.rdma_origin}" if node.rdma is not None and node.rdma_origin else ""
     )
     if len(fits) == 1:
         return Detection(fits[0], f"auto: hardware fingerprint {_fingerprint(node)}")

@@ -70,11 +70,10 @@ def derive(
 def margin_text(margins: Sequence[tuple[int, float]]) -> str:
     parts = []
     for i, (smallest, fraction) in enumerate(margins):
-        where = (
-            f"at >= {format_size(smallest)}"
-            if smallest
-            else f"below {format_size(margins[i - 1][0])}"
-        )
+        if smallest:
+            where = f"at >= {format_size(smallest)}"
+        else:
+            where = f"below {format_size(margins[i - 1][0])}" if i else "at every size"
         parts.append(f"{fraction:.0%} of the lowest run {where}")
     return "floor = " + ", ".join(parts)
 
@@ -114,7 +113,7 @@ def _section_lines(
     env = next((r["run"]["nccl_env"] for r in chosen if r["run"].get("nccl_env")), None)
     env = env or "NCCL environment not recorded"
     date = chosen[0].get("started", time.strftime("%Y-%m-%d"))[:10]
-    how = "" if pool == DEFAULT else f", {pool} run ({props.get('run_settings', pool)})"
+    how = "" if pool == DEFAULT else f", {props.get('run_settings', pool + ' run')}"
     if section == INTER_NODE:
         how = f", ranks split into {run.get('nnodes')} NCCL nodes"
     source = (

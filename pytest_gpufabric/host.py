@@ -50,6 +50,7 @@ class GpuHost:
     pcie_gen_max: int | None = None  # of the link (GPU and slot)
     pcie_width: int | None = None
     pcie_width_max: int | None = None
+    memory_mib: int | None = None  # total framebuffer (auto-detection's fingerprint)
 
 
 @dataclass
@@ -122,6 +123,7 @@ def read_nvml(facts: HostFacts, indices: list[int] | None = None) -> None:
                 _text(pynvml.nvmlDeviceGetUUID(handle)),
                 _text(pynvml.nvmlDeviceGetPciInfo(handle).busId),
             )
+            gpu.memory_mib = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) >> 20
             _nvml_fabric(pynvml, handle, gpu)
             _nvml_links(pynvml, handle, gpu)
             _nvml_pcie(pynvml, handle, gpu)

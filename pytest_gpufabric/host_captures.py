@@ -113,6 +113,7 @@ def parse_smi_xml(text: str) -> list[GpuHost]:
         entry.pcie_gen_max = _int(gpu.findtext(f"{link}/pcie_gen/max_link_gen"))
         entry.pcie_width = _int(gpu.findtext(f"{link}/link_widths/current_link_width"))
         entry.pcie_width_max = _int(gpu.findtext(f"{link}/link_widths/max_link_width"))
+        entry.memory_mib = _int(gpu.findtext("fb_memory_usage/total"))
         gpus.append(entry)
     return gpus
 
@@ -299,7 +300,7 @@ def _merge_gpus(facts: HostFacts, gpus: list[GpuHost], where: str) -> None:
     for new in gpus:
         gpu = _gpu(facts, new.index)
         for name in ("name", "uuid", "pci_bus_id", "fabric_state", "fabric_status", "pcie_gen",
-                     "pcie_gen_max", "pcie_width", "pcie_width_max"):  # fmt: skip
+                     "pcie_gen_max", "pcie_width", "pcie_width_max", "memory_mib"):  # fmt: skip
             if getattr(gpu, name) in (None, "") and getattr(new, name) not in (None, ""):
                 setattr(gpu, name, getattr(new, name))
         for number, link in new.links.items():

@@ -73,7 +73,8 @@ def judge_nvlink_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
             Finding(
                 f"{len(wrong)} of {len(conns)} connections of the NVLink-only run use "
                 f"{wrong[0].detail}, not P2P over NVLink (pairs {shown})",
-                connection_evidence(wrong) + tuple(env_facts(log, NVLINK_ONLY_ENV)[:EXAMPLES]),
+                connection_evidence(wrong)
+                + tuple(env_facts(log, ("NCCL_P2P_DISABLE", *NVLINK_ONLY_ENV))[:EXAMPLES]),
                 "P2P between every pair of GPUs: the run allows P2P over NVLink only "
                 "(NCCL_P2P_LEVEL=NVL), so any other transport means a pair without NVLink P2P",
                 "check NVLink state (nvidia-smi nvlink -s), the fabric manager on NVSwitch "

@@ -14,7 +14,7 @@ import pytest
 from . import recorded
 from .catalogue import Catalogue, describe, load_catalogue
 from .checks import Fabric
-from .detect import live_node
+from .detect import NodeFacts, host_rdma, inventory_gpus, live_node
 from .host_checks import HOST_CHECKS
 from .inventory import take_inventory
 from .launch.local import LocalLauncher
@@ -83,8 +83,12 @@ def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -
         )
     inventory = recorded_inventory(run)
     launcher = ReplayLauncher(run)
+    rdma, rdma_origin = host_rdma(run.host)  # the recorded node's, never this machine's
+    node = NodeFacts(
+        inventory_gpus(inventory), inventory.origin, rdma=rdma, rdma_origin=rdma_origin
+    )
     session = FabricSession.build(
-        settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend)
+        settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend), node=node
     )
     session.host_before, session.host_now = run.host_before, run.host
     devs = str(run.report_facts.get("rank_shm_devs", ""))

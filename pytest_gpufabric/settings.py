@@ -118,8 +118,13 @@ class Settings:
 
     @property
     def explicit(self) -> bool:
-        """True when the user asked for gpufabric (an instance or a replay set anywhere)."""
-        return self.instance.source != "default" or self.replay.value is not None
+        """True when the user asked for gpufabric (an instance, a replay or emulated nodes
+        set anywhere): problems are then usage errors before any test runs."""
+        return (
+            self.instance.source != "default"
+            or self.replay.value is not None
+            or self.emulate_nodes.source != "default"
+        )
 
 
 @dataclass(frozen=True)

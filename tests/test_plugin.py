@@ -161,7 +161,7 @@ def test_gpu_profile_on_a_node_without_gpus_is_one_failure(pytester: pytest.Pyte
     result = pytester.runpytest(
         str(SUITES), "-p", "no:cacheprovider", "--gpufabric-instance=hgx-h200-4gpu"
     )
-    result.assert_outcomes(passed=13, failed=1, skipped=70)
+    result.assert_outcomes(passed=13, failed=1, skipped=75)
     result.stdout.fnmatch_lines(
         [
             "profile hgx-h200-4gpu expects 4 × NVIDIA H200 (*hgx-h200-4gpu.yaml); this node has no GPU visible (*)",
@@ -290,3 +290,45 @@ def test_environment_variable_enables_the_plugin(
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["gpufabric: instance none*"])
     assert os.environ["GPUFABRIC_INSTANCE"] == "auto"
+
+
+def test_emulated_nodes_split_the_ranks_with_nccl_hostid(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """Real ranks, each with its NCCL_HOSTID; the run counts as two nodes."""
+    report = tmp_path / "r.json"
+    result = pytester.runpytest(
+        str(SUITES / "test_node.py"), "-p", "no:cacheprovider", "--gpufabric-emulate-nodes=2",
+        f"--gpufabric-artifacts={tmp_path / 'art'}", f"--gpufabric-json={report}",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, skipped=1)
+    assert json.loads(report.read_text())["run"]["nnodes"] == 2
+    pool = json.loads((tmp_path / "art" / "default" / "pool.json").read_text())
+    assert pool["rank_env"] == [
+        {"NCCL_HOSTID": "gpufabric-node0"},
+        {"NCCL_HOSTID": "gpufabric-node1"},
+    ]
+    too_many = pytester.runpytest(str(SUITES / "test_node.py"), "--gpufabric-emulate-nodes=3")
+    assert too_many.ret == pytest.ExitCode.USAGE_ERROR
+    too_many.stderr.fnmatch_lines(
+        [
+            "ERROR: --gpufabric-emulate-nodes: 3 nodes (from --gpufabric-emulate-nodes) but only 2 ranks"
+        ]
+    )
+
+
+def test_list_option_prints_the_catalogue_and_the_detection(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--gpufabric-list", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "profile * GPUs * network * floors * file",
+            "p4de.24xlarge < p4d.24xlarge * 8 × NVIDIA A100-SXM4-80GB *",
+            "on this node: no profile [[]auto: no GPU visible (*); gloo on CPU, no floors]",
+        ]
+    )
+    labelled = pytester.runpytest(
+        "--gpufabric-list", "-p", "no:cacheprovider", "--gpufabric-thresholds=nope"
+    )
+    assert labelled.ret == pytest.ExitCode.USAGE_ERROR
+    labelled.stderr.fnmatch_lines(["ERROR: */nope: no such file or directory"])

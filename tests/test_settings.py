@@ -85,3 +85,19 @@ def test_bad_values_name_option_value_and_source(
     with pytest.raises(SettingError) as info:
         resolve(cli, env, ini, ini_file=Path("/p/tox.ini"), cwd=Path("/w"))
     assert str(info.value) == message
+
+
+def test_emulated_nodes_option_env_and_ini() -> None:
+    assert resolve(NONE, {}, NONE, cwd=Path("/w")).emulate_nodes.value == 1
+    s = resolve(NONE, {"GPUFABRIC_EMULATE_NODES": "2"}, NONE, cwd=Path("/w"))
+    assert (s.emulate_nodes.value, s.emulate_nodes.source) == (
+        2,
+        "environment variable GPUFABRIC_EMULATE_NODES",
+    )
+    s = resolve(NONE, {}, {"gpufabric_emulate_nodes": "4"}, cwd=Path("/w"))
+    assert s.emulate_nodes.value == 4
+    with pytest.raises(
+        SettingError,
+        match=r"--gpufabric-emulate-nodes: invalid value '0' from --gpufabric-emulate-nodes: must be >= 1",
+    ):
+        resolve({"gpufabric_emulate_nodes": "0"}, {}, NONE, cwd=Path("/w"))

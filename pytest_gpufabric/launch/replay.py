@@ -109,7 +109,9 @@ def recorded_inventory(run: RecordedRun) -> Inventory:
         return Inventory(gpus, facts.get("driver"), str(facts.get("hostname", "")), None, None,
                          origin=f"the report in {where}")  # fmt: skip
     if run.host is not None and any(g.name for g in run.host.gpus):
-        gpus = tuple(Gpu(g.index, g.name, g.uuid, g.pci_bus_id, 0) for g in run.host.gpus)
+        gpus = tuple(
+            Gpu(g.index, g.name, g.uuid, g.pci_bus_id, g.memory_mib or 0) for g in run.host.gpus
+        )
         return Inventory(gpus, run.host.driver, "", None, None, origin=run.host.origin)
     if run.devices:
         host = run.devices[0].host

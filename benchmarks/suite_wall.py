@@ -43,9 +43,10 @@ def busbw_rows(data: dict[str, Any]) -> list[tuple[str, str, float, float | None
     for test in data.get("tests", []):
         props = test["properties"]
         if "busbw_gbps" in props:
+            run = props.get("run", "default")
             rows.append(
                 (
-                    props["collective"],
+                    props["collective"] if run == "default" else f"{run}:{props['collective']}",
                     str(props["bytes"]),
                     float(props["busbw_gbps"]),
                     props.get("threshold_gbps"),
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wall: min {min(walls):.1f} s, median {median:.1f} s, max {max(walls):.1f} s")
     if tables and tables[0]:
         runs = " ".join(f"{'run' + str(i + 1):>8}" for i in range(len(tables)))
-        print(f"{'collective':15} {'bytes':>11} {runs} {'floor':>8}")
+        print(f"{'collective':28} {'bytes':>11} {runs} {'floor':>8}")
         for row_index, row in enumerate(tables[0]):
             values = []
             for table in tables:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{table[row_index][2]:8.1f}" if row_index < len(table) else f"{'-':>8}"
                 )
             floor = f"{row[3]:8.1f}" if row[3] is not None else f"{'-':>8}"
-            print(f"{row[0]:15} {row[1]:>11} " + " ".join(values) + f" {floor}")
+            print(f"{row[0]:28} {row[1]:>11} " + " ".join(values) + f" {floor}")
     return worst_rc
 
 

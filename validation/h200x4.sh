@@ -91,6 +91,13 @@ PY
     auto)
       stage "auto detection"
       python3 -m pytest suites/test_node.py --gpufabric-instance auto -q -p no:cacheprovider 2>&1 | tail -5 ;;
+    repeat)
+      stage "healthy gate x5 with the committed profile (auto; isolation runs included)"
+      python3 benchmarks/suite_wall.py --repeat 5 --out "$W/repeat"
+      grep -h "^FAILED" "$W"/repeat/run*/pytest.log | sort | uniq -c
+      stage "healthy gate, two NCCL nodes"
+      python3 benchmarks/suite_wall.py --out "$W/repeat-two" -- --gpufabric-emulate-nodes 2
+      grep -h "^FAILED" "$W"/repeat-two/run*/pytest.log | sort | uniq -c ;;
     catalogue)
       stage "profile catalogue and detection on this host"
       python3 -m pytest --gpufabric-list -p no:cacheprovider

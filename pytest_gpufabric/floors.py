@@ -82,7 +82,7 @@ def _number(value: float) -> str:
     return f"{value:g}" if value < 10 else f"{value:.0f}"
 
 
-def _reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+def reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[str, Any]]:
     """intra_node floors come from one-node runs, inter_node floors from runs over several
     NCCL nodes (--gpufabric-emulate-nodes or a multi-node launch); isolation runs from any."""
     if section == INTRA_NODE:
@@ -99,7 +99,7 @@ def _section_lines(
     margins: Sequence[tuple[int, float]],
 ) -> tuple[list[str], dict[str, Any]]:
     pool = DEFAULT if section in (INTRA_NODE, INTER_NODE) else section
-    chosen = _reports_for(reports, section)
+    chosen = reports_for(reports, section)
     floors = derive(collect(chosen, pool), margins)
     if not floors:
         raise ValueError(f"no bandwidth measurement of the {section} run in these reports")

@@ -12,7 +12,7 @@ import pytest
 from pytest_gpufabric import recorded
 from pytest_gpufabric.catalogue import Catalogue, load_catalogue
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.floors import collect, derive
+from pytest_gpufabric.floors import collect, derive, reports_for
 from pytest_gpufabric.isolation_checks import judge_network_only, judge_nvlink_only
 from pytest_gpufabric.launch.base import PoolSpec
 from pytest_gpufabric.launch.local import LocalLauncher
@@ -23,7 +23,9 @@ from pytest_gpufabric.runs import DEFAULT, default_plan, isolation_plan
 RUNS = Path(__file__).parent / "data" / "runs"
 ONE = RUNS / "2026-11-22-h200x4-F-final-one"  # every suite, one node
 TWO = RUNS / "2026-11-22-h200x4-F-final-two"  # every suite, --gpufabric-emulate-nodes 2
-MEASURE = sorted((RUNS / "2026-11-22-h200x4-F-measure").glob("iso-measure*.json"))
+MEASURE = sorted((RUNS / "2026-11-22-h200x4-F-measure").glob("iso-measure*.json")) + sorted(
+    (RUNS / "2026-11-22-h200x4-G-repeat").glob("*.json")
+)  # run F's three measuring runs and run G's six healthy runs
 SUITES = str(Path(__file__).parent.parent / "suites")
 
 
@@ -173,15 +175,15 @@ def test_a_pass_inside_the_warn_band_is_a_warning_property(
     assert 'name="warning" value="all_reduce 1GiB: busbw 353.8 GB/s passes' in junit.read_text()
 
 
-def test_floors_of_the_lab_runs_are_what_run_f_measured(catalogue: Catalogue) -> None:
+def test_floors_of_the_lab_runs_are_what_runs_f_and_g_measured(catalogue: Catalogue) -> None:
     reports = [json.loads(p.read_text()) for p in MEASURE]
     lab = catalogue.profiles["hgx-h200-4gpu"]
     two_node = [r for r in reports if r["run"]["nnodes"] == 2]
-    assert len(two_node) == 3
+    assert len(two_node) == 4
     for kind, pool, margins in (
         (INTER_NODE, DEFAULT, ((0, 0.5),)),
         (NETWORK_ONLY, NETWORK_ONLY, ((0, 0.5),)),
         (NVLINK_ONLY, NVLINK_ONLY, ((256 << 20, 0.9), (0, 0.5))),
     ):
         shipped = {(f.collective, f.nbytes): f.busbw_gbps for f in lab.runs[kind].floors}
-        assert shipped == derive(collect(reports, pool), margins), kind
+        assert shipped == derive(collect(reports_for(reports, kind), pool), margins), kind

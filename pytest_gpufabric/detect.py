@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import Catalogue
-from .host import HostFacts, rdma_counts, read_rdma
+from .host import HostFacts, rdma_counts, read_rdma_devices
 from .inventory import Inventory
 from .profiles import Profile
 
@@ -96,29 +96,27 @@ def read_dmi_product(path: Path = DMI_PRODUCT) -> tuple[str, str] | None:
     return (product, str(path)) if product else None
 
 
-def inventory_gpus(inventory: Inventory) -> tuple[tuple[str, int], ...]:
-    return tuple((g.name, g.memory_mib) for g in inventory.gpus)
-
-
-def host_rdma(facts: HostFacts | None) -> tuple[Mapping[str, int] | None, str]:
-    if facts is None or "rdma" not in facts.origins:
-        return None, ""
-    return rdma_counts(facts), facts.origins["rdma"]
+def node_of(
+    inventory: Inventory,
+    host: HostFacts | None = None,
+    label: tuple[str, str] | None = None,
+    dmi_product: tuple[str, str] | None = None,
+) -> NodeFacts:
+    """What detection sees of a node: the inventory's GPUs, and the RDMA devices of ``host``
+    when its facts include them (a replay passes the recorded node's, never this machine's)."""
+    gpus = tuple((g.name, g.memory_mib) for g in inventory.gpus)
+    if host is None or "rdma" not in host.origins:
+        return NodeFacts(gpus, inventory.origin, label, dmi_product)
+    return NodeFacts(
+        gpus, inventory.origin, label, dmi_product, rdma_counts(host), host.origins["rdma"]
+    )
 
 
 def live_node(environ: Mapping[str, str], inventory: Inventory) -> NodeFacts:
     """This node as detection sees it: label, DMI product name, GPUs, RDMA devices."""
     facts = HostFacts("this node")
-    read_rdma(facts)
-    rdma, origin = host_rdma(facts)
-    return NodeFacts(
-        inventory_gpus(inventory),
-        inventory.origin,
-        read_label(environ),
-        read_dmi_product(),
-        rdma,
-        origin,
-    )
+    read_rdma_devices(facts)  # only the device listing: memlock, PCI and modules are not needed
+    return node_of(inventory, facts, read_label(environ), read_dmi_product())
 
 
 def mismatches(profile: Profile, node: NodeFacts) -> list[str]:

@@ -215,8 +215,8 @@ def read_shm(path: str = SHM_PATH) -> Shm:
     )
 
 
-def read_rdma(facts: HostFacts, sys_root: Path = Path("/sys")) -> None:
-    """RDMA devices (and their kernel driver), EFA PCI functions, memlock, GPUDirect RDMA."""
+def read_rdma_devices(facts: HostFacts, sys_root: Path = Path("/sys")) -> Path:
+    """RDMA devices and their kernel driver (efa, mlx5_core, ...); returns where it looked."""
     ib = sys_root / "class" / "infiniband"
     if ib.is_dir():
         for entry in sorted(ib.iterdir()):
@@ -224,6 +224,13 @@ def read_rdma(facts: HostFacts, sys_root: Path = Path("/sys")) -> None:
             facts.rdma_devices.append(
                 (entry.name, driver.resolve().name if driver.exists() else "?")
             )
+    facts.origins["rdma"] = str(ib)
+    return ib
+
+
+def read_rdma(facts: HostFacts, sys_root: Path = Path("/sys")) -> None:
+    """RDMA devices (and their kernel driver), EFA PCI functions, memlock, GPUDirect RDMA."""
+    ib = read_rdma_devices(facts, sys_root)
     pci = sys_root / "bus" / "pci" / "devices"
     if pci.is_dir():
         count = 0

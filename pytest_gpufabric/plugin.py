@@ -14,7 +14,7 @@ import pytest
 from . import recorded
 from .catalogue import Catalogue, describe, load_catalogue
 from .checks import Fabric
-from .detect import NodeFacts, host_rdma, inventory_gpus, live_node
+from .detect import live_node, node_of
 from .host_checks import HOST_CHECKS
 from .inventory import take_inventory
 from .launch.local import LocalLauncher
@@ -83,10 +83,7 @@ def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -
         )
     inventory = recorded_inventory(run)
     launcher = ReplayLauncher(run)
-    rdma, rdma_origin = host_rdma(run.host)  # the recorded node's, never this machine's
-    node = NodeFacts(
-        inventory_gpus(inventory), inventory.origin, rdma=rdma, rdma_origin=rdma_origin
-    )
+    node = node_of(inventory, run.host)  # the recorded node's facts, never this machine's
     session = FabricSession.build(
         settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend), node=node
     )
@@ -119,7 +116,9 @@ def _build_session(config: pytest.Config) -> FabricSession:
             session = _replay_session(settings, catalogue, settings.replay.value)
         else:
             inventory = take_inventory(os.environ)
-            node = live_node(os.environ, inventory)
+            # Label, DMI and sysfs are read only when the profile is to be detected.
+            auto = settings.instance.value == "auto"
+            node = live_node(os.environ, inventory) if auto else None
             session = FabricSession.build(
                 settings, catalogue, inventory, LocalLauncher(), node=node
             )

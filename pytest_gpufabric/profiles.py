@@ -647,16 +647,16 @@ def _parse_host(check: _Checker, section: LineMap) -> dict[str, Expectation | No
     return exp.found
 
 
-def load_profile(path: Path, base: Profile | None = None) -> Profile:
-    """One profile file on its own (``base``: the profile it extends, already resolved);
-    catalogue.load_catalogue resolves ``extends:`` across files."""
+def load_profile(path: Path) -> Profile:
+    """One profile file on its own; catalogue.load_catalogue resolves ``extends:`` across
+    files."""
     try:
         data = load_yaml(path)
     except YamlError as exc:
         raise ProfileError([str(exc)]) from exc
-    if base is None and isinstance(data, LineMap) and data.get("extends") is not None:
+    if isinstance(data, LineMap) and data.get("extends") is not None:
         raise ProfileError(
             [f"{path}:{data.line_of('extends')}: extends: load it with its catalogue "
              "(load_catalogue) so that the parent can be found"]
         )  # fmt: skip
-    return parse_profile(data, path, base)
+    return parse_profile(data, path)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .catalogue import Catalogue
 from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
-from .detect import DetectionError, NodeFacts, detect, inventory_gpus
+from .detect import DetectionError, NodeFacts, detect, node_of
 from .host import HostFacts
 from .host import collect as collect_host
 from .host import to_json as host_to_json
@@ -102,7 +102,7 @@ def choose_profile(
             )
         return profile, f"{name} from {settings.instance.source}"
     if node is None:
-        node = NodeFacts(inventory_gpus(inventory), inventory.origin)
+        node = node_of(inventory)
     if node.label is None and not inventory.known:
         raise SettingError(
             f"--gpufabric-instance auto: {inventory.origin} says nothing about the GPUs; pass "

@@ -15,9 +15,8 @@ from pytest_gpufabric.detect import (
     DetectionError,
     NodeFacts,
     detect,
-    host_rdma,
-    inventory_gpus,
     mismatches,
+    node_of,
     parse_podinfo_labels,
     read_dmi_product,
     read_label,
@@ -37,7 +36,7 @@ def h200_node(h200_capture: Path) -> NodeFacts:
     """The lab host as its own captures describe it (nvidia-smi -q -x, NVML probe, topo)."""
     run = recorded.load(h200_capture / "host")
     inventory = recorded_inventory(run)
-    return NodeFacts(inventory_gpus(inventory), inventory.origin)
+    return node_of(inventory, run.host)
 
 
 def test_real_capture_fingerprint_picks_the_lab_profile(
@@ -176,4 +175,5 @@ def test_memory_tolerates_nvml_rounding_but_not_another_sku(catalogue: Catalogue
 
 def test_recorded_rdma_facts_come_from_the_recording(h200_capture: Path) -> None:
     run = recorded.load(h200_capture / "host")
-    assert host_rdma(run.host) == (None, "")  # captures hold no sysfs RDMA listing
+    node = node_of(recorded_inventory(run), run.host)
+    assert (node.rdma, node.rdma_origin) == (None, "")  # captures hold no sysfs RDMA listing

@@ -282,6 +282,13 @@ def test_rdma_devices_memlock_and_gdr(tmp_path: Path) -> None:
     device = sys_root / "class" / "infiniband" / "rdmap16s27"
     device.mkdir(parents=True)
     (device / "device").symlink_to(function)
+    listing = HostFacts("test")  # what auto-detection reads: the device listing alone
+    host.read_rdma_devices(listing, sys_root)
+    assert host.rdma_counts(listing) == {"efa": 1, "ib": 0}
+    assert (listing.origins["rdma"], listing.memlock) == (
+        str(sys_root / "class" / "infiniband"),
+        None,
+    )
     facts = HostFacts("test")
     host.read_rdma(facts, sys_root)
     assert facts.rdma_devices == [("rdmap16s27", "efa")]

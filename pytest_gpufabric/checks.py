@@ -13,7 +13,7 @@ from typing import NoReturn
 import pytest
 
 from .collectives import Collective
-from .findings import GpufabricWarning
+from .findings import GpufabricWarning, Judgement
 from .host_checks import HOST_CHECKS
 from .isolation_checks import ISOLATION_CHECKS
 from .launch.base import EvidenceMissing, RankFailure, RankPool
@@ -74,6 +74,17 @@ class Fabric:
             pytest.skip(skip)
         _fail(failure)
 
+    def _settle(self, judgement: Judgement, *context: Iterable[Property]) -> None:
+        """Record a judgement's properties (and ``context``), then skip or fail as it says."""
+        __tracebackhide__ = True
+        self.record(judgement.properties)
+        for properties in context:
+            self.record(properties)
+        if judgement.status == "skipped":
+            pytest.skip(judgement.reason)
+        if judgement.status == "failed":
+            _fail(judgement.message)
+
     def _conclude(self, verdict: Verdict) -> None:
         __tracebackhide__ = True
         self.record(verdict.properties)
@@ -126,7 +137,7 @@ class Fabric:
         if problem:
             _fail(problem)
 
-    def check_correctness(self, case: CorrectnessCase, plan: RunPlan | None = None) -> None:
+    def check_correctness(self, case: CorrectnessCase) -> None:
         """The collective delivers exactly the expected result on every rank."""
         __tracebackhide__ = True
         session = self.session
@@ -138,7 +149,7 @@ class Fabric:
                 case.collective, nbytes, dtype=case.dtype, warmup=0, iters=0, verify=True,
                 pool=pool, requester=self.item.nodeid,
             ),
-            plan,
+            None,
         )  # fmt: skip
         self._conclude(judge_correctness(measurement))
 
@@ -202,13 +213,7 @@ class Fabric:
             pytest.skip(f"node does not match the profile: {session.inventory_problem}")
         self.record([("run", plan.name), ("run_settings", plan.describe())])
         log = self.nccl_evidence(plan)
-        judgement = ISOLATION_CHECKS[run](log, profile.nccl)
-        self.record(judgement.properties)
-        self.record(session.test_context())
-        if judgement.status == "skipped":
-            pytest.skip(judgement.reason)
-        if judgement.status == "failed":
-            _fail(judgement.message)
+        self._settle(ISOLATION_CHECKS[run](log, profile.nccl), session.test_context())
 
     def check_host(self, check: str) -> None:
         """The host has what the profile says: /dev/shm, fabric manager, NVLink links and error
@@ -228,12 +233,7 @@ class Fabric:
             if not session.timed_collectives:
                 self._exercise_links()
         evidence = session.host_evidence(fresh=check == "nvlink_errors")
-        judgement = HOST_CHECKS[check](evidence, expectations)
-        self.record(judgement.properties)
-        if judgement.status == "skipped":
-            pytest.skip(judgement.reason)
-        if judgement.status == "failed":
-            _fail(judgement.message)
+        self._settle(HOST_CHECKS[check](evidence, expectations))
 
     def _exercise_links(self) -> None:
         """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
@@ -246,7 +246,7 @@ class Fabric:
 
         self._measure(traffic, None)
 
-    def check_nccl(self, check: str, plan: RunPlan | None = None) -> None:
+    def check_nccl(self, check: str) -> None:
         """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what
         the instance profile expects; see transports.py for each check."""
         __tracebackhide__ = True
@@ -254,15 +254,9 @@ class Fabric:
             pytest.skip("gloo backend: NCCL is not used on this run")
         profile = self.session.profile
         expectations = profile.nccl if profile is not None else NcclExpectations()
-        log = self.nccl_evidence(plan)
+        log = self.nccl_evidence()
         judgement = CHECKS[check](log, expectations)
-        self.record(judgement.properties)
-        self.record(self.session.test_context())
-        self.record([("nccl_log_files", len(log.files))])
-        if judgement.status == "skipped":
-            pytest.skip(judgement.reason)
-        if judgement.status == "failed":
-            _fail(judgement.message)
+        self._settle(judgement, self.session.test_context(), [("nccl_log_files", len(log.files))])
 
 
 def _fail(message: str) -> NoReturn:

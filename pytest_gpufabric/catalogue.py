@@ -73,48 +73,45 @@ class _Resolver:
                 return layer[name]
         return None
 
-    def resolve(self, raw: _Raw, chain: tuple[str, ...] = ()) -> Profile | None:
-        name = str(raw.data["name"])
-        key = (raw.layer, name)
-        if key in self.done:
-            return self.done[key]
-        where = f"{raw.path}:{raw.data.line_of('extends')}: extends"
-        parent_name = raw.data.get("extends")
-        base: Profile | None = None
-        ok = True
-        if parent_name is not None:
-            parent = None
-            if not isinstance(parent_name, str) or not parent_name.strip():
-                self.problems.append(f"{where}: must be a profile name, got {parent_name!r}")
-                ok = False
-            elif f"{raw.layer}:{name}" in chain:
-                cycle = " -> ".join([c.split(":", 1)[1] for c in chain] + [name])
-                self.problems.append(f"{where}: cycle {cycle}")
-                ok = False
-            else:
-                below = raw.layer if parent_name == name else None
-                parent = self.find(parent_name, below)
-                if parent is None:
-                    known = sorted({n for layer in self.layers for n in layer} - {name})
-                    self.problems.append(
-                        f"{where}: unknown profile {parent_name!r} (known: {', '.join(known)})"
-                    )
-                    ok = False
-            if parent is not None:
-                base = self.resolve(parent, (*chain, f"{raw.layer}:{name}"))
-                if base is None:
-                    self.problems.append(
-                        f"{where}: {parent_name!r} ({parent.path}) is invalid, see its problems"
-                    )
-                    ok = False
-        profile = None
-        if ok:
+    def resolve(self, raw: _Raw, chain: tuple[tuple[int, str], ...] = ()) -> Profile | None:
+        """The profile of ``raw`` with its parents applied; None (problems noted) if invalid.
+        ``chain``: the (layer, name) of the profiles extending it, to catch cycles."""
+        key = (raw.layer, str(raw.data["name"]))
+        if key not in self.done:
             try:
-                profile = parse_profile(raw.data, raw.path, base)
+                base = self._base(raw, (*chain, key))
+                self.done[key] = parse_profile(raw.data, raw.path, base)
             except ProfileError as exc:
                 self.problems.extend(exc.problems)
-        self.done[key] = profile
-        return profile
+                self.done[key] = None
+        return self.done[key]
+
+    def _base(self, raw: _Raw, chain: tuple[tuple[int, str], ...]) -> Profile | None:
+        """The resolved parent (None without ``extends``); ProfileError if there is none."""
+        parent_name = raw.data.get("extends")
+        if parent_name is None:
+            return None
+        name = chain[-1][1]
+        where = f"{raw.path}:{raw.data.line_of('extends')}: extends"
+        if not isinstance(parent_name, str) or not parent_name.strip():
+            raise ProfileError([f"{where}: must be a profile name, got {parent_name!r}"])
+        parent = self.find(parent_name, raw.layer if parent_name == name else None)
+        if parent is None:
+            known = sorted({n for layer in self.layers for n in layer} - {name})
+            raise ProfileError(
+                [f"{where}: unknown profile {parent_name!r} (known: {', '.join(known)})"]
+            )
+        if (parent.layer, parent_name) in chain:
+            loop = chain[chain.index((parent.layer, parent_name)) :]
+            raise ProfileError(
+                [f"{where}: cycle {' -> '.join(n for _, n in loop)} -> {parent_name}"]
+            )
+        base = self.resolve(parent, chain)
+        if base is None:
+            raise ProfileError(
+                [f"{where}: {parent_name!r} ({parent.path}) is invalid, see its problems"]
+            )
+        return base
 
 
 def _read_layer(roots: Iterable[Path], index: int, problems: list[str]) -> dict[str, _Raw]:

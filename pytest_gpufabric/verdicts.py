@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .findings import Property
 from .measure import Measurement
 from .profiles import Floor
-
-Property = tuple[str, object]
 
 
 @dataclass(frozen=True)

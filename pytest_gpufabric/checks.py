@@ -13,7 +13,7 @@ from typing import NoReturn
 import pytest
 
 from .collectives import Collective
-from .findings import GpufabricWarning, Judgement
+from .findings import GpufabricWarning, Judgement, Property
 from .host_checks import HOST_CHECKS
 from .isolation_checks import ISOLATION_CHECKS
 from .launch.base import EvidenceMissing, RankFailure, RankPool
@@ -23,7 +23,7 @@ from .profiles import HostExpectations, NcclExpectations
 from .runs import RunPlan
 from .session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
 from .transports import CHECKS
-from .verdicts import Property, Verdict, judge_busbw, judge_correctness
+from .verdicts import Verdict, judge_busbw, judge_correctness
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.

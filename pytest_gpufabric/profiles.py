@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective
-from .units import format_size, parse_size
+from .units import parse_size
 from .yamlfile import LineMap, YamlError, load_yaml
 
 
@@ -47,10 +47,6 @@ class Floor:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
-
-    @property
-    def case_id(self) -> str:
-        return f"{self.collective.value}-{format_size(self.nbytes)}"
 
     @property
     def warn_below_gbps(self) -> float:
@@ -197,11 +193,6 @@ class Profile:
     def floor_for(self, collective: Collective, nbytes: int) -> Floor | None:
         run = self.runs.get(INTRA_NODE)
         return run.floor_for(collective, nbytes) if run else None
-
-    @property
-    def networked(self) -> bool:
-        """A node whose profile names a network between nodes (RDMA NICs or a lab's Socket)."""
-        return self.nccl.networks is not None
 
 
 class _Checker:

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .findings import Finding, Judgement, Property, judged, skipped
-from .nccl_log import NcclLog
+from .nccl_log import Connection, NcclLog
 from .profiles import NcclExpectations
 from .runs import NETWORK_ONLY_ENV, NVLINK_ONLY_ENV
 from .transports import (
@@ -23,31 +23,32 @@ from .transports import (
     judge_paths,
     network_findings,
     no_connections_reason,
+    pairs_text,
     transport_counts,
     unknown_via,
 )
 
 
-def _props(log: NcclLog, run: str) -> tuple[list[Property], int]:
-    conns = connections(log.connections)
+def _props(conns: Sequence[Connection], run: str) -> list[Property]:
     return [
         ("isolation_run", run),
         ("connections", len(conns)),
         ("transports", transport_counts(conns)),
-    ], len(conns)
+    ]
 
 
 def judge_network_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """Every connection of the network-only run goes through the profile's network."""
-    props, count = _props(log, "network_only")
-    if not count:
+    conns = connections(log.connections)
+    props = _props(conns, "network_only")
+    if not conns:
         return skipped(no_connections_reason(log), props)
     if exp.networks is None:
         return skipped("the profile sets no nccl.network.names", props)
     settings = env_facts(log, NETWORK_ONLY_ENV)
     findings = unknown_via(log) + network_findings(
         log,
-        connections(log.connections),
+        conns,
         exp.networks,
         exp.gdr,
         "connections of the network-only run",
@@ -55,24 +56,24 @@ def judge_network_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
         + (f" ({', '.join(settings[:2])})" if settings else "")
         + ", so NCCL must go through the NIC even between GPUs of one node",
     )
-    return judged(findings, f"{count} connections over {' or '.join(exp.networks.names)}", props)
+    over = " or ".join(exp.networks.names)
+    return judged(findings, f"{len(conns)} connections over {over}", props)
 
 
 def judge_nvlink_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
     """Every connection of the NVLink-only run is P2P, on the expected path and P2P mode."""
-    props, count = _props(log, "nvlink_only")
-    if not count:
-        return skipped(no_connections_reason(log), props)
     conns = connections(log.connections)
+    props = _props(conns, "nvlink_only")
+    if not conns:
+        return skipped(no_connections_reason(log), props)
     findings = unknown_via(log)
     wrong = [c for c in conns if c.transport != "P2P"]
     if wrong:
-        pairs = sorted({(c.src, c.dst) for c in wrong})
-        shown = ", ".join(f"{a}->{b}" for a, b in pairs[:8])
+        pairs = pairs_text(sorted({(c.src, c.dst) for c in wrong}))
         findings.append(
             Finding(
                 f"{len(wrong)} of {len(conns)} connections of the NVLink-only run use "
-                f"{wrong[0].detail}, not P2P over NVLink (pairs {shown})",
+                f"{wrong[0].detail}, not P2P over NVLink (pairs {pairs})",
                 connection_evidence(wrong)
                 + tuple(env_facts(log, ("NCCL_P2P_DISABLE", *NVLINK_ONLY_ENV))[:EXAMPLES]),
                 "P2P between every pair of GPUs: the run allows P2P over NVLink only "
@@ -87,7 +88,7 @@ def judge_nvlink_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
     if mode.status == "failed":
         findings += mode.findings
     props += list(mode.properties)
-    return judged(findings, f"{count} connections over P2P", props)
+    return judged(findings, f"{len(conns)} connections over P2P", props)
 
 
 ISOLATION_CHECKS: dict[str, Callable[[NcclLog, NcclExpectations], Judgement]] = {

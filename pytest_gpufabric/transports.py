@@ -306,7 +306,7 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
         findings.append(
             Finding(
                 f"{len(conns)} of {len(same)} connections between ranks of one node use {detail}, "
-                f"not {want} (pairs {_pairs(pairs)})",
+                f"not {want} (pairs {pairs_text(pairs)})",
                 connection_evidence(conns) + tuple(env[:EXAMPLES]),
                 _expected(exp.transport, f"{want} between every pair of ranks on one node"),
                 remedy,
@@ -335,7 +335,7 @@ def judge_paths(log: NcclLog, exp: Expectation) -> list[Finding]:
     ]
 
 
-def _pairs(pairs: Sequence[tuple[int, int]]) -> str:
+def pairs_text(pairs: Sequence[tuple[int, int]]) -> str:
     shown = ", ".join(f"{a}->{b}" for a, b in pairs[:8])
     return shown + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_gpufabric.nccl_log import parse_files
+from pytest_gpufabric.evidence.nccl_log import parse_files
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 _PROCESS = re.compile(r"^(\[[^\]]*\] )?([^\s:]+):(\d+):", re.M)

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .findings import GpufabricWarning
+from .judge.judgement import GpufabricWarning
 
 __all__ = ["GpufabricWarning", "__version__"]

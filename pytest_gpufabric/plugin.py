@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from . import recorded
-from .catalogue import Catalogue, describe, load_catalogue
-from .checks import Fabric
-from .detect import live_node, node_of
-from .host_checks import HOST_CHECKS
-from .inventory import take_inventory
+from .evidence import recorded
+from .evidence.inventory import take_inventory
+from .fabric import Fabric
+from .judge.host import HOST_CHECKS
+from .judge.nccl import CHECKS
 from .launch.local import LocalLauncher
 from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
-from .profiles import ProfileError
-from .report import build_json, header_lines, summary_lines, write_json
+from .profiles.catalogue import Catalogue, describe, load_catalogue
+from .profiles.detect import live_node, node_of
+from .profiles.model import ProfileError
+from .report.output import build_json, header_lines, summary_lines, write_json
 from .runs import ISOLATION_RUNS
-from .session import FabricSession, TestRecord, choose_profile
+from .session.session import FabricSession, TestRecord, choose_profile
 from .settings import OPTIONS, Setting, SettingError, Settings, resolve
-from .transports import CHECKS
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[FabricSession]()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .profiles import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, Profile
+from .profiles.model import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, Profile
 
 DEFAULT = "default"
 ISOLATION_RUNS = (NETWORK_ONLY, NVLINK_ONLY)

@@ -3,8 +3,8 @@ collective × size; the cases come from the plugin, see docs/architecture.md).""
 
 from __future__ import annotations
 
-from pytest_gpufabric.checks import Fabric
-from pytest_gpufabric.session import CorrectnessCase
+from pytest_gpufabric.fabric import Fabric
+from pytest_gpufabric.session.session import CorrectnessCase
 
 
 def test_exact_result(gpufabric: Fabric, gpufabric_correctness_case: CorrectnessCase) -> None:

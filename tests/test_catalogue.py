@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric.catalogue import describe, load_catalogue, main, shipped_profile_dir
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.profiles import (
+from pytest_gpufabric.profiles.catalogue import describe, load_catalogue, main, shipped_profile_dir
+from pytest_gpufabric.profiles.model import (
     INTER_NODE,
     INTRA_NODE,
     NETWORK_ONLY,

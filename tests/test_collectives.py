@@ -16,7 +16,7 @@ from pytest_gpufabric.collectives import (
     pattern_modulus,
     pattern_value,
 )
-from pytest_gpufabric.measure import bandwidth
+from pytest_gpufabric.judge.measure import bandwidth
 
 NCCL_TESTS_OP = {
     "all_reduce": Collective.ALL_REDUCE,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric import recorded
-from pytest_gpufabric.catalogue import Catalogue, load_catalogue
-from pytest_gpufabric.detect import (
+from pytest_gpufabric.evidence import recorded
+from pytest_gpufabric.launch.replay import recorded_inventory
+from pytest_gpufabric.profiles.catalogue import Catalogue, load_catalogue
+from pytest_gpufabric.profiles.detect import (
     LABEL,
     DetectionError,
     NodeFacts,
@@ -21,7 +22,6 @@ from pytest_gpufabric.detect import (
     read_dmi_product,
     read_label,
 )
-from pytest_gpufabric.launch.replay import recorded_inventory
 
 SEED = Path(__file__).parent / "data" / "seeds" / "000_c5442fdf6457d6ce.txt"
 

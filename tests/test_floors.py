@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_gpufabric.catalogue import load_catalogue
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.floors import (
+from pytest_gpufabric.profiles.catalogue import load_catalogue
+from pytest_gpufabric.profiles.floors import (
     DEFAULT_MARGINS,
     collect,
     derive,
@@ -19,7 +19,7 @@ from pytest_gpufabric.floors import (
     render,
     round_down,
 )
-from pytest_gpufabric.profiles import load_profile
+from pytest_gpufabric.profiles.model import load_profile
 
 RUNS = sorted((Path(__file__).parent / "data" / "runs" / "2026-11-22-h200x4-A").glob("run*.json"))
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric import host, host_captures, recorded
-from pytest_gpufabric.catalogue import load_catalogue
-from pytest_gpufabric.host import HostFacts, Shm
-from pytest_gpufabric.host_checks import HOST_CHECKS, HostEvidence, judge_fabric_manager, judge_rdma
+from pytest_gpufabric.evidence import host, host_captures, recorded
+from pytest_gpufabric.evidence.host import HostFacts, Shm
+from pytest_gpufabric.judge.host import HOST_CHECKS, HostEvidence, judge_fabric_manager, judge_rdma
+from pytest_gpufabric.profiles.catalogue import load_catalogue
 
 PROFILES = load_catalogue().profiles
 H200, P4D = PROFILES["hgx-h200-4gpu"].host, PROFILES["p4d.24xlarge"].host

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric.inventory import Gpu, Inventory, take_inventory, visible_gpus
+from pytest_gpufabric.evidence.inventory import Gpu, Inventory, take_inventory, visible_gpus
 
 
 @pytest.fixture

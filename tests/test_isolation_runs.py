@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric import recorded
-from pytest_gpufabric.catalogue import Catalogue, load_catalogue
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.floors import collect, derive, reports_for
-from pytest_gpufabric.isolation_checks import judge_network_only, judge_nvlink_only
-from pytest_gpufabric.launch.base import PoolSpec
+from pytest_gpufabric.evidence import recorded
+from pytest_gpufabric.evidence.nccl_log import parse_files
+from pytest_gpufabric.judge.isolation import judge_network_only, judge_nvlink_only
 from pytest_gpufabric.launch.local import LocalLauncher
-from pytest_gpufabric.nccl_log import parse_files
-from pytest_gpufabric.profiles import INTER_NODE, NETWORK_ONLY, NVLINK_ONLY
+from pytest_gpufabric.launch.protocol import PoolSpec
+from pytest_gpufabric.profiles.catalogue import Catalogue, load_catalogue
+from pytest_gpufabric.profiles.floors import collect, derive, reports_for
+from pytest_gpufabric.profiles.model import INTER_NODE, NETWORK_ONLY, NVLINK_ONLY
 from pytest_gpufabric.runs import DEFAULT, default_plan, isolation_plan
 
 RUNS = Path(__file__).parent / "data" / "runs"

@@ -16,8 +16,8 @@ import pytest
 from processes import gone
 
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.launch.base import PoolSpec, RankFailure
 from pytest_gpufabric.launch.local import LocalLauncher, LocalPool, _Rank
+from pytest_gpufabric.launch.protocol import PoolSpec, RankFailure
 
 
 def wait_gone(pids: list[int], seconds: float = 10.0) -> bool:
@@ -132,7 +132,7 @@ def test_ranks_leave_when_the_controller_dies(tmp_path: Path) -> None:
         f"""
         import os, signal, sys
         from pathlib import Path
-        from pytest_gpufabric.launch.base import PoolSpec
+        from pytest_gpufabric.launch.protocol import PoolSpec
         from pytest_gpufabric.launch.local import LocalLauncher
         pool = LocalLauncher().start(PoolSpec("default", 2, "gloo", Path({str(tmp_path)!r}), 30.0))
         os.kill(pool.pids[1], signal.SIGSTOP)

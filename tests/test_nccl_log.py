@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric.nccl_log import NcclLog, looks_like_nccl, parse_files, parse_text
+from pytest_gpufabric.evidence.nccl_log import NcclLog, looks_like_nccl, parse_files, parse_text
 
 SEED = Path(__file__).parent / "data" / "seeds" / "000_c5442fdf6457d6ce.txt"
 

@@ -175,7 +175,7 @@ RANK_FAULTS = """
 import os, signal
 from pathlib import Path
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.session import CorrectnessCase
+from pytest_gpufabric.session.session import CorrectnessCase
 
 CASE = CorrectnessCase(Collective.ALL_REDUCE, 1021, "float32")
 
@@ -222,7 +222,7 @@ CTRL_C = """
 import os, signal
 from pathlib import Path
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.session import CorrectnessCase
+from pytest_gpufabric.session.session import CorrectnessCase
 
 def test_blocks(gpufabric):
     pool = gpufabric.pool()

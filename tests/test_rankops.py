@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_gpufabric import rankops
 from pytest_gpufabric.collectives import Collective, Layout, expected_value, layout, pattern_modulus
+from pytest_gpufabric.rank import ops as rankops
 
 CPU = torch.device("cpu")
 

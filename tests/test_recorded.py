@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric import recorded
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.launch.base import EvidenceMissing, PoolSpec
+from pytest_gpufabric.evidence import recorded
+from pytest_gpufabric.launch.protocol import EvidenceMissing, PoolSpec
 from pytest_gpufabric.launch.replay import ReplayLauncher, recorded_inventory, recorded_world
 
 RUNS = Path(__file__).parent / "data" / "runs"

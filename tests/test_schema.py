@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import yaml
 
-from pytest_gpufabric import profiles
-from pytest_gpufabric.catalogue import schema_path, shipped_profile_dir
 from pytest_gpufabric.collectives import Collective
+from pytest_gpufabric.profiles import model as profiles
+from pytest_gpufabric.profiles.catalogue import schema_path, shipped_profile_dir
 
 BROKEN = Path(__file__).parent / "data" / "profiles" / "broken"
 # Problems only the loader can see: file names, YAML syntax and duplicate keys (a YAML parser

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric.catalogue import load_catalogue
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.inventory import Gpu, Inventory
+from pytest_gpufabric.evidence.inventory import Gpu, Inventory
 from pytest_gpufabric.launch.local import LocalLauncher
-from pytest_gpufabric.session import FabricSession, inventory_problem
+from pytest_gpufabric.profiles.catalogue import load_catalogue
+from pytest_gpufabric.session.session import FabricSession, inventory_problem
 from pytest_gpufabric.settings import SettingError, resolve
 
 CPU_PROFILES = Path(__file__).parent / "data" / "profiles" / "cpu"

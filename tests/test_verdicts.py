@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.measure import from_results
-from pytest_gpufabric.profiles import Floor
-from pytest_gpufabric.verdicts import judge_busbw, judge_correctness
+from pytest_gpufabric.judge.bandwidth import judge_busbw, judge_correctness
+from pytest_gpufabric.judge.measure import from_results
+from pytest_gpufabric.profiles.model import Floor
 
 FLOOR = Floor(
     Collective.ALL_REDUCE, 1 << 30, 318.0, "measured on test host", "0.9 x min", Path("t.yaml"), 12

@@ -29,7 +29,8 @@ H200 = ("default", "p2p_disabled", "socket_only", "two_node_hostid", "nccl-tests
 
 def captures() -> list[tuple[str, Path, str]]:
     found: list[tuple[str, Path, str]] = []
-    for root, tag in ((DATA / "h200x4-nccl2.28.9", "data"), (SHARED / "h200x4-nccl2.28.9", "shared")):
+    roots = ((DATA / "h200x4-nccl2.28.9", "data"), (SHARED / "h200x4-nccl2.28.9", "shared"))
+    for root, tag in roots:
         if not root.is_dir():
             continue
         for name in H200:

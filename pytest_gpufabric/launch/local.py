@@ -1,4 +1,4 @@
-"""Ranks as local processes: one ``python -m pytest_gpufabric.worker`` per rank.
+"""Ranks as local processes: one ``python -m pytest_gpufabric.rank.worker`` per rank.
 
 Each rank gets two inherited pipes (jobs in, results out) and its own session (process
 group), so a terminal's Ctrl-C reaches only pytest, which then stops the ranks itself. The
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..nccl_log import NcclLog, parse_files
-from .base import POOL_FILE, Message, PoolSpec, RankFailure, RankProblem
+from ..evidence.nccl_log import NcclLog, parse_files
 from .environment import nccl_log_name, rank_environment
+from .protocol import POOL_FILE, Message, PoolSpec, RankFailure, RankProblem
 
 TAIL_LINES = 15
 _GRACE_AFTER_TROUBLE_S = 3.0  # after a death or an error, let the others report their side
@@ -175,7 +175,7 @@ class LocalPool:
         log = out_path.open("wb")
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_gpufabric.worker"],
+                [sys.executable, "-m", "pytest_gpufabric.rank.worker"],
                 env=env,
                 cwd=spec.directory,
                 stdin=subprocess.DEVNULL,

@@ -5,13 +5,13 @@ recorded logs, and nothing is launched. Used with ``--gpufabric-replay DIR``."""
 from __future__ import annotations
 
 from ..collectives import Collective
-from ..inventory import Gpu, Inventory
-from ..nccl_log import NcclLog
-from ..recorded import RecordedRun
+from ..evidence.inventory import Gpu, Inventory
+from ..evidence.nccl_log import NcclLog
+from ..evidence.recorded import RecordedRun
+from ..judge.nccl import comm_groups
 from ..runs import DEFAULT
-from ..transports import comm_groups
 from ..units import format_size
-from .base import EvidenceMissing, Message, PoolSpec
+from .protocol import EvidenceMissing, Message, PoolSpec
 
 
 class ReplayLauncher:

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective
-from .units import parse_size
+from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective
+from ..units import parse_size
 from .yamlfile import LineMap, YamlError, load_yaml
 
 

@@ -1,4 +1,4 @@
-"""Entry point of one rank process: ``python -m pytest_gpufabric.worker``.
+"""Entry point of one rank process: ``python -m pytest_gpufabric.rank.worker``.
 
 It joins the process group once (``import torch`` and NCCL init are paid once per pool),
 then answers jobs read as JSON lines from an inherited pipe. A reader thread owns that
@@ -121,8 +121,8 @@ class Rank:
         return facts
 
     def collective(self, job: dict[str, Any]) -> dict[str, Any]:
-        from .collectives import Collective, layout
-        from .rankops import run_collective
+        from ..collectives import Collective, layout
+        from .ops import run_collective
 
         spec = layout(Collective(job["collective"]), job["nbytes"], self.world_size, job["dtype"])
         return run_collective(

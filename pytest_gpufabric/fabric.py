@@ -13,17 +13,17 @@ from typing import NoReturn
 import pytest
 
 from .collectives import Collective
-from .findings import GpufabricWarning, Judgement, Property
-from .host_checks import HOST_CHECKS
-from .isolation_checks import ISOLATION_CHECKS
-from .launch.base import EvidenceMissing, RankFailure, RankPool
-from .measure import Measurement
-from .nccl_log import NcclLog
-from .profiles import HostExpectations, NcclExpectations
+from .evidence.nccl_log import NcclLog
+from .judge.bandwidth import Verdict, judge_busbw, judge_correctness
+from .judge.host import HOST_CHECKS
+from .judge.isolation import ISOLATION_CHECKS
+from .judge.judgement import GpufabricWarning, Judgement, Property
+from .judge.measure import Measurement
+from .judge.nccl import CHECKS
+from .launch.protocol import EvidenceMissing, RankFailure, RankPool
+from .profiles.model import HostExpectations, NcclExpectations
 from .runs import RunPlan
-from .session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
-from .transports import CHECKS
-from .verdicts import Verdict, judge_busbw, judge_correctness
+from .session.session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.

@@ -12,20 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalogue import Catalogue
-from .collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
-from .detect import DetectionError, NodeFacts, detect, node_of
-from .host import HostFacts
-from .host import collect as collect_host
-from .host import to_json as host_to_json
-from .host_checks import HostEvidence
-from .inventory import Inventory
-from .launch.base import Launcher, PoolSpec, RankFailure, RankPool
-from .measure import Measurement, from_results
-from .profiles import INTER_NODE, INTRA_NODE, NVLINK_ONLY, Floor, Profile
-from .runs import DEFAULT, ISOLATION_RUNS, RunPlan, default_plan, isolation_plan
-from .settings import SettingError, Settings
-from .units import format_size
+from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
+from ..evidence.host import HostFacts
+from ..evidence.host import collect as collect_host
+from ..evidence.host import to_json as host_to_json
+from ..evidence.inventory import Inventory
+from ..judge.host import HostEvidence
+from ..judge.measure import Measurement, from_results
+from ..launch.protocol import Launcher, PoolSpec, RankFailure, RankPool
+from ..profiles.catalogue import Catalogue
+from ..profiles.detect import DetectionError, NodeFacts, detect, node_of
+from ..profiles.model import INTER_NODE, INTRA_NODE, NVLINK_ONLY, Floor, Profile
+from ..runs import DEFAULT, ISOLATION_RUNS, RunPlan, default_plan, isolation_plan
+from ..settings import SettingError, Settings
+from ..units import format_size
 
 # Correctness runs use element counts that are prime per rank-chunk, so tails, unaligned
 # chunks and uneven channel splits are all exercised.

@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .session import FabricSession
-from .units import format_size
+from ..session.session import FabricSession
+from ..units import format_size
 
 JSON_SCHEMA = "pytest-gpufabric/1"
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .collectives import Collective, Layout, pattern_modulus
+from ..collectives import Collective, Layout, pattern_modulus
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 POISON = -1  # never a pattern value: an output element nobody wrote stays -1

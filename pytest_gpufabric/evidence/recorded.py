@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..collectives import Collective
+from ..launch.protocol import POOL_FILE, POOL_SCHEMA
+from ..runs import DEFAULT
 from . import host_captures
-from .collectives import Collective
 from .host import HOST_SCHEMA, HostFacts
 from .host import from_json as host_from_json
-from .launch.base import POOL_FILE, POOL_SCHEMA
 from .nccl_log import NcclLog, looks_like_nccl, parse_files
-from .runs import DEFAULT
 
 MAX_FILE_BYTES = 256 << 20  # larger files are not read (a core dump is no evidence)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .findings import Finding, Judgement, Property, judged, skipped
-from .nccl_log import Connection, NcclLog
-from .profiles import NcclExpectations
-from .runs import NETWORK_ONLY_ENV, NVLINK_ONLY_ENV
-from .transports import (
+from ..evidence.nccl_log import Connection, NcclLog
+from ..profiles.model import NcclExpectations
+from ..runs import NETWORK_ONLY_ENV, NVLINK_ONLY_ENV
+from .judgement import Finding, Judgement, Property, judged, skipped
+from .nccl import (
     EXAMPLES,
     connection_evidence,
     connections,

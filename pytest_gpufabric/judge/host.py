@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .findings import Finding, Judgement, Property, judged, skipped
-from .host import HostFacts, rdma_counts
-from .profiles import TOPOLOGY_DISTANCES, Expectation, HostExpectations
+from ..evidence.host import HostFacts, rdma_counts
+from ..profiles.model import TOPOLOGY_DISTANCES, Expectation, HostExpectations
+from .judgement import Finding, Judgement, Property, judged, skipped
 
 GIB = 1 << 30
 

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .findings import Finding, Judgement, Property, judged, passed, quote, skipped
-from .nccl_log import Comm, Connection, Fact, NcclLog, OfiInit, Process, ProcessLog
-from .profiles import Expectation, NcclExpectations
+from ..evidence.nccl_log import Comm, Connection, Fact, NcclLog, OfiInit, Process, ProcessLog
+from ..profiles.model import Expectation, NcclExpectations
+from .judgement import Finding, Judgement, Property, judged, passed, quote, skipped
 
 EXAMPLES = 3
 

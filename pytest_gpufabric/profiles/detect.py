@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..evidence.host import HostFacts, rdma_counts, read_rdma_devices
+from ..evidence.inventory import Inventory
 from .catalogue import Catalogue
-from .host import HostFacts, rdma_counts, read_rdma_devices
-from .inventory import Inventory
-from .profiles import Profile
+from .model import Profile
 
 LABEL = "node.kubernetes.io/instance-type"
 LEGACY_LABEL = "beta.kubernetes.io/instance-type"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .findings import Property
+from ..profiles.model import Floor
+from .judgement import Property
 from .measure import Measurement
-from .profiles import Floor
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..nccl_log import NcclLog
+from ..evidence.nccl_log import NcclLog
 
 Message = dict[str, Any]
 POOL_SCHEMA = "pytest-gpufabric-pool/1"

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .collectives import Collective
-from .units import format_size
+from ..collectives import Collective
+from ..units import format_size
 
 
 @dataclass(frozen=True)

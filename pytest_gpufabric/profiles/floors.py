@@ -1,0 +1,249 @@
+"""Derive a profile's busbw floors from measured runs (``--gpufabric-json`` reports):
+
+    python -m pytest_gpufabric.floors run1.json run2.json run3.json --name my-node > my-node.yaml
+
+The floor for each collective × size is a fraction of the lowest run; the fraction depends on
+the message size (small messages are latency-bound and noisy). The output is a complete
+profile whose source names the host, software and runs, and whose margin text states the
+policy used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..collectives import ALL_COLLECTIVES, Collective
+from ..runs import DEFAULT
+from ..units import format_size, parse_size
+from .model import INTER_NODE, INTRA_NODE, NETWORK_ONLY, RUN_KINDS
+
+# (smallest size, fraction of the lowest run): first match from the top wins.
+DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 0.80), (0, 0.50))
+
+Samples = dict[tuple[Collective, int], list[float]]
+
+
+def collect(reports: Iterable[dict[str, Any]], run: str = DEFAULT) -> Samples:
+    """busbw of every passed-or-failed bandwidth test of one run (the main run, or an
+    isolation run), by (collective, bytes)."""
+    samples: Samples = {}
+    for report in reports:
+        for test in report.get("tests", []):
+            props = test.get("properties", {})
+            if props.get("run", DEFAULT) != run:
+                continue
+            if "busbw_gbps" in props and test.get("outcome") in ("passed", "failed"):
+                key = (Collective(props["collective"]), int(props["bytes"]))
+                samples.setdefault(key, []).append(float(props["busbw_gbps"]))
+    return samples
+
+
+def fraction_for(nbytes: int, margins: Sequence[tuple[int, float]]) -> float:
+    return next(f for smallest, f in margins if nbytes >= smallest)
+
+
+def round_down(value: float) -> float:
+    """Whole GB/s above 10, one decimal below: a floor never rounds up past its policy."""
+    if value >= 10:
+        return float(math.floor(value))
+    return math.floor(value * 10) / 10
+
+
+def derive(
+    samples: Samples, margins: Sequence[tuple[int, float]] = DEFAULT_MARGINS
+) -> dict[tuple[Collective, int], float]:
+    return {
+        key: round_down(min(values) * fraction_for(key[1], margins))
+        for key, values in sorted(
+            samples.items(), key=lambda kv: (ALL_COLLECTIVES.index(kv[0][0]), kv[0][1])
+        )
+    }
+
+
+def margin_text(margins: Sequence[tuple[int, float]]) -> str:
+    parts = []
+    for i, (smallest, fraction) in enumerate(margins):
+        if smallest:
+            where = f"at >= {format_size(smallest)}"
+        else:
+            where = f"below {format_size(margins[i - 1][0])}" if i else "at every size"
+        parts.append(f"{fraction:.0%} of the lowest run {where}")
+    return "floor = " + ", ".join(parts)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if value < 10 else f"{value:.0f}"
+
+
+def reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+    """intra_node floors come from one-node runs, inter_node floors from runs over several
+    NCCL nodes (--gpufabric-emulate-nodes or a multi-node launch); isolation runs from any."""
+    if section == INTRA_NODE:
+        return [r for r in reports if int(r["run"].get("nnodes", 1)) == 1]
+    if section == INTER_NODE:
+        return [r for r in reports if int(r["run"].get("nnodes", 1)) > 1]
+    return list(reports)
+
+
+def _section_lines(
+    reports: Sequence[dict[str, Any]],
+    section: str,
+    host_label: str | None,
+    margins: Sequence[tuple[int, float]],
+) -> tuple[list[str], dict[str, Any]]:
+    pool = DEFAULT if section in (INTRA_NODE, INTER_NODE) else section
+    chosen = reports_for(reports, section)
+    floors = derive(collect(chosen, pool), margins)
+    if not floors:
+        raise ValueError(f"no bandwidth measurement of the {section} run in these reports")
+    props: dict[str, Any] = next(
+        t["properties"]
+        for r in chosen
+        for t in r["tests"]
+        if "busbw_gbps" in t["properties"] and t["properties"].get("run", DEFAULT) == pool
+    )
+    run = chosen[0]["run"]
+    env = next((r["run"]["nccl_env"] for r in chosen if r["run"].get("nccl_env")), None)
+    env = env or "NCCL environment not recorded"
+    date = chosen[0].get("started", time.strftime("%Y-%m-%d"))[:10]
+    how = "" if pool == DEFAULT else f", {props.get('run_settings', pool + ' run')}"
+    if section == INTER_NODE:
+        how = f", ranks split into {run.get('nnodes')} NCCL nodes"
+    source = (
+        f"measured on {host_label or run['hostname']} ({run['gpu_count']}×{run['gpu_model']}, "
+        f"driver {run['driver']}, torch {run.get('rank_torch_version', run['torch_version'])}, "
+        f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
+        f"{len(chosen)} runs, median of {props.get('iters', '?')} iterations, slowest rank"
+    )
+    lines = [
+        f"  {section}:",
+        f"    source: {json.dumps(source, ensure_ascii=False)}",
+        f"    margin: {json.dumps(margin_text(margins))}",
+    ]
+    if section == INTER_NODE:
+        lines.append(f"    nodes: {run.get('nnodes', 2)}")
+    elif section == NETWORK_ONLY and int(props.get("run_nodes", 1)) > 1:
+        lines.append(f"    nodes: {props['run_nodes']}")
+    lines.append("    floors:")
+    for collective in ALL_COLLECTIVES:
+        entries = [
+            f"{format_size(n)}: {_number(v)}" for (c, n), v in floors.items() if c is collective
+        ]
+        if entries:
+            lines.append(f"      {collective.value}: {{{', '.join(entries)}}}")
+    return lines, props
+
+
+def render(
+    reports: Sequence[dict[str, Any]],
+    *,
+    name: str,
+    host_label: str | None,
+    margins: Sequence[tuple[int, float]] = DEFAULT_MARGINS,
+    description: str | None = None,
+    sections: Sequence[str] = (INTRA_NODE,),
+    extends: str | None = None,
+) -> str:
+    """A profile file for the node the reports were measured on, with the floors of the
+    given bandwidth sections. With ``extends`` it is an overlay: only ``name``, ``extends``
+    and the floors (an overlay named after its parent replaces that shipped profile)."""
+    bodies = [_section_lines(reports, section, host_label, margins) for section in sections]
+    props = bodies[0][1]
+    run = reports[0]["run"]
+    lines = [f"name: {name}"]
+    if extends:
+        lines.append(f"extends: {extends}")
+    if description or not extends:
+        default_description = f"{run['gpu_count']} × {run['gpu_model']}"
+        lines.append(f"description: {description or default_description}")
+    if not extends:
+        lines += [
+            "gpu:",
+            f"  model: {run['gpu_model']}",
+            f"  count: {run['gpu_count']}",
+        ]
+    lines.append("bandwidth:")
+    if not extends:
+        lines += [
+            f"  dtype: {props.get('dtype', 'bfloat16')}",
+            f"  warmup: {props.get('warmup', 5)}",
+            f"  iters: {props.get('iters', 20)}",
+        ]
+    for body, _ in bodies:
+        lines += body
+    return "\n".join(lines) + "\n"
+
+
+def parse_margins(text: str) -> tuple[tuple[int, float], ...]:
+    """'256MiB=0.9,16MiB=0.8,0=0.5' -> ((256 MiB, 0.9), (16 MiB, 0.8), (0, 0.5))."""
+    margins = []
+    for item in text.split(","):
+        size, _, fraction = item.partition("=")
+        smallest = 0 if size.strip() == "0" else parse_size(size.strip())
+        value = float(fraction)
+        if not 0 < value <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        margins.append((smallest, value))
+    margins.sort(reverse=True)
+    if margins[-1][0] != 0:
+        raise ValueError("the margins need an entry for size 0 (the smallest messages)")
+    return tuple(margins)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_gpufabric.floors", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "reports", nargs="+", type=Path, help="--gpufabric-json reports of healthy runs"
+    )
+    parser.add_argument("--name", required=True, help="profile name (the file name without .yaml)")
+    parser.add_argument(
+        "--host-label", help="how to name the host in the source (default: its hostname)"
+    )
+    parser.add_argument("--description")
+    parser.add_argument(
+        "--margins",
+        type=parse_margins,
+        default=DEFAULT_MARGINS,
+        help="e.g. 256MiB=0.9,16MiB=0.8,0=0.5",
+    )
+    parser.add_argument(
+        "--section",
+        choices=RUN_KINDS,
+        action="append",
+        help="bandwidth section(s) to derive, repeatable: intra_node (one-node main runs), "
+        "inter_node (main runs over several NCCL nodes), network_only and nvlink_only (those "
+        "isolation runs). Default: intra_node",
+    )
+    parser.add_argument(
+        "--extends",
+        metavar="PROFILE",
+        help="write an overlay of PROFILE (name, extends and floors only) instead of a "
+        "complete profile",
+    )
+    args = parser.parse_args(argv)
+    reports = [json.loads(path.read_text()) for path in args.reports]
+    sys.stdout.write(
+        render(
+            reports,
+            name=args.name,
+            host_label=args.host_label,
+            margins=args.margins,
+            description=args.description,
+            sections=args.section or [INTRA_NODE],
+            extends=args.extends,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

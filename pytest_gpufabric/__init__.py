@@ -1,9 +1,35 @@
-"""pytest-gpufabric: certify a node's GPU interconnect with real collectives and honest verdicts."""
+"""pytest-gpufabric: certify a node's GPU interconnect with real collectives and honest verdicts.
+
+The public API for suite files: the ``gpufabric`` fixture's type and the cases it is
+parametrized with. Imported lazily, so that a rank process (``python -m
+pytest_gpufabric.rank.worker``) does not import pytest and the plugin with it.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from .judge.judgement import GpufabricWarning
+__version__ = "0.2.0"
 
-__all__ = ["GpufabricWarning", "__version__"]
+if TYPE_CHECKING:
+    from .fabric import Fabric
+    from .judge.judgement import GpufabricWarning
+    from .session.cases import BandwidthCase, CorrectnessCase
+
+_LAZY = {
+    "Fabric": ("fabric", "Fabric"),
+    "BandwidthCase": ("session.cases", "BandwidthCase"),
+    "CorrectnessCase": ("session.cases", "CorrectnessCase"),
+    "GpufabricWarning": ("judge.judgement", "GpufabricWarning"),
+}
+
+__all__ = ["BandwidthCase", "CorrectnessCase", "Fabric", "GpufabricWarning", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

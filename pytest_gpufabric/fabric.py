@@ -1,7 +1,8 @@
 """The object suite tests receive as the ``gpufabric`` fixture: one method per check. Each
-records what it measured on the test item (JUnit properties, JSON) and fails inside the
-test with the measured value, the expectation and its source. In a replay, a check whose
-evidence was not recorded is skipped with the reason."""
+records what it measured on the test item (JUnit properties, JSON), tells the session which
+demand of the profile it answers (certification), and fails inside the test with the
+measured value, the expectation and its source. A check without evidence is skipped with
+the reason, and says whether that keeps the run from being certified."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ import pytest
 
 from .collectives import Collective
 from .evidence.nccl_log import NcclLog
-from .judge.bandwidth import Verdict, judge_busbw, judge_correctness
-from .judge.host import HOST_CHECKS
-from .judge.isolation import ISOLATION_CHECKS
-from .judge.judgement import GpufabricWarning, Judgement, Property
+from .judge import properties
+from .judge.bandwidth import judge_busbw, judge_correctness
+from .judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS, ISOLATION_CHECKS
+from .judge.host import HostEvidence
+from .judge.judgement import Finding, GpufabricWarning, Judgement, Property, Skip, judged
 from .judge.measure import Measurement
-from .judge.nccl import CHECKS
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
-from .runs import RunPlan
-from .session.session import BandwidthCase, CorrectnessCase, FabricSession, PoolDown
+from .session.cases import BandwidthCase, CorrectnessCase
+from .session.plans import RunPlan
+from .session.pools import PoolDown
+from .session.session import FabricSession
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
@@ -38,8 +41,18 @@ class Fabric:
         self.item = item
         self._default_artifacts = default_artifacts
 
+    # --- plumbing ----------------------------------------------------------------------------
+
     def record(self, properties: Iterable[Property]) -> None:
         self.item.user_properties.extend(properties)
+
+    def _claim(self, key: str) -> None:
+        self.session.records.claim(self.item.nodeid, key)
+
+    def _skip(self, reason: str, kind: Skip = Skip.NO_EVIDENCE) -> NoReturn:
+        __tracebackhide__ = True
+        self.session.records.skip_kind(self.item.nodeid, kind)
+        pytest.skip(reason)
 
     def pool(self, plan: RunPlan | None = None) -> RankPool:
         """The rank pool of ``plan`` (default: the main run). A pool that broke earlier skips
@@ -48,7 +61,9 @@ class Fabric:
         __tracebackhide__ = True
         try:
             return self.session.pool(
-                plan, default_artifacts=self._default_artifacts, requester=self.item.nodeid
+                plan or self.session.main_plan,
+                default_artifacts=self._default_artifacts,
+                requester=self.item.nodeid,
             )
         except (PoolDown, EvidenceMissing) as exc:
             skip: str | None = str(exc)
@@ -56,207 +71,248 @@ class Fabric:
             skip, failure = None, str(exc)
         # Outside the except blocks: pytest would otherwise print the message twice (chained).
         if skip is not None:
-            pytest.skip(skip)
+            self._skip(skip)
         _fail(failure)
 
-    def _measure(
-        self, call: Callable[[RankPool], Measurement], plan: RunPlan | None
-    ) -> Measurement:
+    def _collective(
+        self,
+        plan: RunPlan | None,
+        collective: Collective,
+        nbytes: int,
+        *,
+        dtype: str,
+        warmup: int,
+        iters: int,
+        verify: bool,
+        purpose: str = "measure",
+    ) -> Measurement | None:
         __tracebackhide__ = True
         pool = self.pool(plan)
         try:
-            return call(pool)
+            return self.session.run_collective(
+                pool, collective, nbytes, dtype=dtype, warmup=warmup, iters=iters,
+                verify=verify, requester=self.item.nodeid, purpose=purpose,
+            )  # fmt: skip
         except EvidenceMissing as exc:
             skip: str | None = str(exc)
         except RankFailure as exc:
             skip, failure = None, str(exc)
         if skip is not None:
-            pytest.skip(skip)
+            self._skip(skip)
         _fail(failure)
 
+    def _measure(
+        self, plan: RunPlan | None, collective: Collective, nbytes: int, *, dtype: str,
+        warmup: int, iters: int,
+    ) -> Measurement:
+        """A verified collective's measurement (``iters`` 0: correctness only)."""
+        __tracebackhide__ = True
+        measured = self._collective(plan, collective, nbytes, dtype=dtype, warmup=warmup,
+                                    iters=iters, verify=True)  # fmt: skip
+        if measured is None:
+            self._skip(f"the {self.session.launcher.name} launcher returned no result")
+        return measured
+
     def _settle(self, judgement: Judgement, *context: Iterable[Property]) -> None:
-        """Record a judgement's properties (and ``context``), then skip or fail as it says."""
+        """Record a judgement's properties (and ``context``), then pass, warn, skip or fail
+        as it says."""
         __tracebackhide__ = True
         self.record(judgement.properties)
-        for properties in context:
-            self.record(properties)
+        for props in context:
+            self.record(props)
         if judgement.status == "skipped":
-            pytest.skip(judgement.reason)
+            self._skip(judgement.summary, judgement.skip or Skip.NO_EVIDENCE)
         if judgement.status == "failed":
             _fail(judgement.message)
+        if judgement.warning:
+            warnings.warn(GpufabricWarning(judgement.warning), stacklevel=3)
 
-    def _conclude(self, verdict: Verdict) -> None:
-        __tracebackhide__ = True
-        self.record(verdict.properties)
-        self.record(self.session.test_context())
-        if not verdict.passed:
-            _fail(verdict.message)
-        if verdict.warning:
-            warnings.warn(GpufabricWarning(verdict.warning), stacklevel=2)
-
-    # --- checks ----------------------------------------------------------------------------
+    # --- checks ------------------------------------------------------------------------------
 
     def check_ranks_joined(self) -> None:
         """Every rank started, joined the process group and runs the same software."""
         __tracebackhide__ = True
-        pool = self.pool()
-        hello = pool.hello
-        if pool.recorded and not hello:
-            pytest.skip(f"no rank in the recording ({self.session.replay_of})")
-        self.record([("nranks", len(hello))])
-        init = [h["init_s"] for h in hello if h.get("init_s") is not None]
+        self._claim("node/ranks_joined")
+        nranks = self.session.world.nranks
+        if nranks == 0:
+            self._skip(f"no rank in the recording ({self.session.replay_of})")
+        hello = self.pool().hello
+        props: list[Property] = [("nranks", len(hello))]
+        init = [h.init_s for h in hello if h.init_s is not None]
         if init:
-            self.record([("init_s", max(init))])
-        problems = []
-        missing = sorted(set(range(self.session.nranks)) - {h["rank"] for h in hello})
+            props.append(("init_s", max(init)))
+        findings = []
+        missing = sorted(set(range(nranks)) - {h.rank for h in hello})
         if missing:
-            problems.append(
-                f"rank(s) {', '.join(map(str, missing))} of {self.session.nranks} not seen"
-            )
+            findings.append(f"rank(s) {', '.join(map(str, missing))} of {nranks} not seen")
         for key in ("torch", "nccl"):
-            versions = {h.get(key) for h in hello}
+            versions = {getattr(h, key) for h in hello}
             if len(versions) > 1:
-                by_rank = ", ".join(f"rank {h['rank']}: {h.get(key)}" for h in hello)
-                problems.append(f"ranks run different {key} versions ({by_rank})")
-        devices = [h["device"]["uuid"] for h in hello if "device" in h]
+                by_rank = ", ".join(f"rank {h.rank}: {getattr(h, key)}" for h in hello)
+                findings.append(f"ranks run different {key} versions ({by_rank})")
+        devices = [h.device.uuid for h in hello if h.device is not None]
         if len(set(devices)) != len(devices):
-            problems.append(f"several ranks share a GPU: {devices}")
-        if problems:
-            _fail("; ".join(problems))
+            findings.append(f"several ranks share a GPU: {devices}")
+        self.record(props)
+        if findings:
+            _fail("; ".join(findings))
 
     def check_inventory(self) -> None:
         """The node has the GPUs its profile says (model and count)."""
         __tracebackhide__ = True
-        inv, profile = self.session.inventory, self.session.profile
+        self._claim("node/gpu_inventory")
+        world = self.session.world
+        inv = world.inventory
         if not inv.known:
-            pytest.skip(f"no GPU facts in {inv.origin}")
+            self._skip(f"no GPU facts in {inv.origin}")
         self.record([("gpu_model", inv.gpu_model or "none"), ("gpu_count", len(inv.gpus))])
-        if profile is None:
-            pytest.skip(f"no instance profile: {self.session.profile_reason}")
-        problem = self.session.inventory_problem
+        if world.profile is None:
+            self._skip(f"no instance profile: {world.profile_reason}")
+        problem = world.inventory_problem
         if problem:
             _fail(problem)
 
     def check_correctness(self, case: CorrectnessCase) -> None:
         """The collective delivers exactly the expected result on every rank."""
         __tracebackhide__ = True
-        session = self.session
-        if session.nranks < 1:
-            pytest.skip(f"no rank in the recording {session.replay_of}")
-        nbytes = case.nbytes(session.nranks)
-        measurement = self._measure(
-            lambda pool: session.run_collective(
-                case.collective, nbytes, dtype=case.dtype, warmup=0, iters=0, verify=True,
-                pool=pool, requester=self.item.nodeid,
-            ),
-            None,
-        )  # fmt: skip
-        self._conclude(judge_correctness(measurement))
+        self._claim(f"correctness/{case.id}")
+        nranks = self.session.world.nranks
+        if nranks < 1:
+            self._skip(f"no rank in the recording {self.session.replay_of}")
+        measured = self._measure(
+            None, case.collective, case.nbytes(nranks), dtype=case.dtype, warmup=0, iters=0
+        )
+        self._settle(judge_correctness(measured), self.session.test_context())
 
     def check_busbw(self, case: BandwidthCase) -> None:
         """busbw of the collective at this size, in the case's run, is at least the profile's
         floor (a pass within the warn band is recorded as a warning)."""
         __tracebackhide__ = True
+        self._claim(f"bandwidth/{case.id}")
         session = self.session
         reason = session.bandwidth_skip_reason(case)
-        profile, floor, plan = session.profile, case.floor, session.plan(case.run)
+        profile, floor, plan = session.world.profile, case.floor, session.plan(case.run)
         if reason or profile is None or floor is None or plan is None:
-            pytest.skip(reason or "no floor to judge against")
-        self.record(
-            [
-                ("run", plan.name),
-                ("run_settings", plan.describe()),
-                ("run_nodes", plan.nodes),
-                ("floors_from", f"bandwidth.{floor.run}"),
-            ]
-        )
-        measurement = self._measure(
-            lambda pool: session.run_collective(
-                case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,
-                iters=profile.iters, verify=True, pool=pool, requester=self.item.nodeid,
-            ),
-            plan,
+            asked = profile is not None and floor is not None
+            self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
+                       Skip.NOT_ASKED)  # fmt: skip
+        self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
+        measured = self._measure(
+            plan, case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,
+            iters=profile.iters,
         )  # fmt: skip
-        self._conclude(judge_busbw(measurement, floor, profile.name))
+        self._settle(judge_busbw(measured, floor, profile.name), session.test_context())
 
     def nccl_evidence(self, plan: RunPlan | None = None) -> NcclLog:
         """The NCCL debug logs of the pool's ranks, after traffic that makes NCCL connect
-        every peer it will use (a replayed run's logs are used as recorded)."""
+        every peer it will use (a replay answers the traffic with nothing and keeps the
+        recorded logs)."""
         __tracebackhide__ = True
         pool = self.pool(plan)
-        if not pool.recorded:
-            for collective in TRAFFIC:
-
-                def traffic(p: RankPool, c: Collective = collective) -> Measurement:
-                    return self.session.run_collective(
-                        c, 1 << 20, dtype=self.session.dtype, warmup=0, iters=1, verify=False,
-                        pool=p, requester=self.item.nodeid,
-                    )  # fmt: skip
-
-                self._measure(traffic, plan)
+        for collective in TRAFFIC:
+            self._collective(
+                plan, collective, 1 << 20, dtype=self.session.world.dtype, warmup=0, iters=1,
+                verify=False, purpose="traffic",
+            )  # fmt: skip
         return pool.nccl_log()
 
     def check_isolation_path(self, run: str) -> None:
         """The isolation run's NCCL logs show the path it forces: every connection through
-        the NIC (network_only) or over NVLink P2P (nvlink_only); see isolation_checks.py."""
+        the NIC (network_only) or over NVLink P2P (nvlink_only); see judge/isolation.py."""
         __tracebackhide__ = True
-        session = self.session
-        if session.backend != "nccl":
-            pytest.skip(f"{run} is an NCCL isolation run; this run uses {session.backend}")
-        profile = session.profile
+        self._claim(f"isolation/{run}")
+        world = self.session.world
+        profile = world.profile
+        asked = Skip.NO_EVIDENCE if profile is not None and run in profile.runs else Skip.NOT_ASKED
+        if world.backend != "nccl":
+            self._skip(f"{run} is an NCCL isolation run; this run uses {world.backend}", asked)
         if profile is None:
-            pytest.skip(f"no instance profile ({session.profile_reason})")
-        plan = session.plan(run)
+            self._skip(f"no instance profile ({world.profile_reason})", Skip.NOT_ASKED)
+        plan = self.session.plan(run)
         if plan is None:
-            pytest.skip(f"profile {profile.name} asks for no {run} run (no bandwidth.{run})")
-        if session.inventory_problem:
-            pytest.skip(f"node does not match the profile: {session.inventory_problem}")
+            self._skip(
+                f"profile {profile.name} asks for no {run} run (no bandwidth.{run})",
+                Skip.NOT_ASKED,
+            )
+        if world.inventory_problem:
+            self._skip(f"node does not match the profile: {world.inventory_problem}")
         self.record([("run", plan.name), ("run_settings", plan.describe())])
         log = self.nccl_evidence(plan)
-        self._settle(ISOLATION_CHECKS[run](log, profile.nccl), session.test_context())
+        self._settle(ISOLATION_CHECKS[run](log, profile.nccl), self.session.test_context())
 
     def check_host(self, check: str) -> None:
         """The host has what the profile says: /dev/shm, fabric manager, NVLink links and error
-        counters, P2P capability, PCIe links, NICs and RDMA support (see host_checks.py)."""
+        counters, P2P capability, PCIe links, NICs and RDMA support (see judge/host.py and
+        judge/links.py). Every node of the run is judged; each finding names its node."""
         __tracebackhide__ = True
-        session = self.session
-        if session.inventory_problem:
-            reason = session.inventory_problem
-            pytest.skip(f"node does not match the profile (see test_gpu_inventory): {reason}")
-        profile = session.profile
+        self._claim(f"host/{check}")
+        session, world = self.session, self.session.world
+        profile = world.profile
+        if world.inventory_problem:
+            self._skip(
+                f"node does not match the profile (see test_gpu_inventory): "
+                f"{world.inventory_problem}"
+            )
+        if profile is not None and profile.gpu_count == 0 and check in GPU_HOST_CHECKS:
+            self._skip(f"profile {profile.name} describes a node without GPUs", Skip.NOT_ASKED)
         expectations = profile.host if profile is not None else HostExpectations()
-        live = session.replay_of is None
-        if live and check == "shm_shared":
+        if check == "shm_shared":
             self.pool()  # the ranks report the /dev/shm they see when they join
-        if live and check == "nvlink_errors" and session.backend == "nccl":
+        if check == "nvlink_errors" and world.backend == "nccl":
             self.pool()  # starting the ranks reads the counters before any traffic
             if not session.timed_collectives:
                 self._exercise_links()
         evidence = session.host_evidence(fresh=check == "nvlink_errors")
-        self._settle(HOST_CHECKS[check](evidence, expectations))
+        self._settle(_per_node(HOST_CHECKS[check], evidence, expectations))
 
     def _exercise_links(self) -> None:
         """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
-
-        def traffic(pool: RankPool) -> Measurement:
-            return self.session.run_collective(
-                Collective.ALL_REDUCE, 256 << 20, dtype=self.session.dtype, warmup=0, iters=10,
-                verify=False, pool=pool, requester=self.item.nodeid,
-            )  # fmt: skip
-
-        self._measure(traffic, None)
+        self._collective(
+            None, Collective.ALL_REDUCE, 256 << 20, dtype=self.session.world.dtype, warmup=0,
+            iters=10, verify=False, purpose="traffic",
+        )  # fmt: skip
 
     def check_nccl(self, check: str) -> None:
         """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what
-        the instance profile expects; see transports.py for each check."""
+        the instance profile expects; see judge/nccl.py and judge/network.py."""
         __tracebackhide__ = True
-        if self.session.backend != "nccl":
-            pytest.skip("gloo backend: NCCL is not used on this run")
-        profile = self.session.profile
-        expectations = profile.nccl if profile is not None else NcclExpectations()
+        self._claim(f"nccl/{check}")
+        world = self.session.world
+        if world.backend != "nccl":
+            self._skip("gloo backend: NCCL is not used on this run", Skip.NOT_APPLICABLE)
+        expectations = world.profile.nccl if world.profile is not None else NcclExpectations()
         log = self.nccl_evidence()
-        judgement = CHECKS[check](log, expectations)
-        self._settle(judgement, self.session.test_context(), [("nccl_log_files", len(log.files))])
+        self._settle(
+            CHECKS[check](log, expectations),
+            self.session.test_context(),
+            [("nccl_log_files", len(log.files))],
+        )
+
+
+def _per_node(
+    judge: Callable[[HostEvidence, HostExpectations], Judgement],
+    evidence: list[tuple[str, HostEvidence]],
+    expectations: HostExpectations,
+) -> Judgement:
+    """One node: its judgement as it is. Several: failed if any node failed (each finding
+    names its node), skipped if any node could not be judged, else passed."""
+    if len(evidence) == 1:
+        return judge(evidence[0][1], expectations)
+    verdicts = [(node, judge(ev, expectations)) for node, ev in evidence]
+    findings: list[Finding] = []
+    props: list[Property] = []
+    for node, verdict in verdicts:
+        props += [(f"{node}.{name}", value) for name, value in verdict.properties]
+        findings += [
+            Finding(f"node {node}: {f.summary}", f.evidence, f.expected, f.remedy)
+            for f in verdict.findings
+        ]
+    skipped = [(node, v) for node, v in verdicts if v.status == "skipped"]
+    if not findings and skipped:
+        node, first = skipped[0]
+        return Judgement("skipped", f"node {node}: {first.summary}", (), tuple(props),
+                         skip=first.skip)  # fmt: skip
+    return judged(findings, f"{len(verdicts)} nodes", props)
 
 
 def _fail(message: str) -> NoReturn:

@@ -1,5 +1,5 @@
 """pytest wiring only: options, hooks and fixtures. The work happens in plain modules
-(settings, profiles, inventory, session, launch, recorded, transports, verdicts, report)."""
+(settings, session/, launch/, judge/, report/); docs/architecture.md shows how they fit."""
 
 from __future__ import annotations
 
@@ -11,37 +11,54 @@ from pathlib import Path
 
 import pytest
 
-from .evidence import recorded
-from .evidence.inventory import take_inventory
+from . import hookspecs
 from .fabric import Fabric
-from .judge.host import HOST_CHECKS
-from .judge.nccl import CHECKS
+from .judge.catalog import CHECKS, HOST_CHECKS
+from .judge.certify import Certification
+from .launch import registry
 from .launch.local import LocalLauncher
-from .launch.replay import ReplayLauncher, recorded_inventory, recorded_world
-from .profiles.catalogue import Catalogue, describe, load_catalogue
-from .profiles.detect import live_node, node_of
+from .launch.protocol import Launcher
+from .profiles.catalogue import describe, load_catalogue
 from .profiles.model import ProfileError
-from .report.output import build_json, header_lines, summary_lines, write_json
+from .report.json_report import build_json, write_json
+from .report.terminal import header_lines, summary_lines
 from .runs import ISOLATION_RUNS
-from .session.session import FabricSession, TestRecord, choose_profile
-from .settings import OPTIONS, Setting, SettingError, Settings, resolve
+from .session.records import TestRecord
+from .session.session import FabricSession
+from .session.world import choose_profile
+from .settings import OPTIONS, Setting, SettingError, Settings, check_paths, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[FabricSession]()
+HOOKS_KEY: pytest.StashKey[_SessionHooks] = pytest.StashKey()
+LAZY_ERROR_KEY = pytest.StashKey[str]()
+CASE_FIXTURES = (
+    "gpufabric_correctness_case", "gpufabric_bandwidth_case", "gpufabric_nccl_check",
+    "gpufabric_host_check", "gpufabric_isolation_run", "gpufabric_isolation_case",
+)  # fmt: skip
+FIXTURES = ("gpufabric", "gpufabric_session", *CASE_FIXTURES)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gpufabric", "GPU interconnect acceptance (pytest-gpufabric)")
     for spec in OPTIONS:
         where = f"Env: {spec.env}. Ini: {spec.ini}."
-        group.addoption(
-            spec.flag,
-            dest=spec.dest,
-            metavar=spec.metavar,
-            action="append" if spec.multiple else "store",
-            default=None,
-            help=f"{spec.help}. {where}",
-        )
+        if spec.switch:
+            group.addoption(spec.flag, dest=spec.dest, action="store_true", default=None,
+                            help=f"{spec.help}. {where}")  # fmt: skip
+        else:
+            group.addoption(
+                spec.flag,
+                dest=spec.dest,
+                metavar=spec.metavar,
+                action="append" if spec.multiple else "store",
+                default=None,
+                help=f"{spec.help}. {where}",
+            )
         if spec.multiple:  # ini paths resolve against the ini file's directory
             parser.addini(spec.ini, help=spec.help, type="paths")
         else:
@@ -60,73 +77,53 @@ def _settings(config: pytest.Config) -> Settings:
     cli = {spec.dest: config.getoption(spec.dest) for spec in OPTIONS}
     ini = {spec.ini: config.getini(spec.ini) for spec in OPTIONS}
     try:
-        return resolve(
-            cli,
-            os.environ,
-            ini,
-            ini_file=config.inipath,
-            cwd=config.invocation_params.dir,
-        )
+        return resolve(cli, os.environ, ini, ini_file=config.inipath,
+                       cwd=config.invocation_params.dir)  # fmt: skip
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _replay_session(settings: Settings, catalogue: Catalogue, directory: Path) -> FabricSession:
-    where = f"--gpufabric-replay: {directory} (from {settings.replay.source})"
-    if not directory.is_dir():
-        raise SettingError(f"{where}: no such directory")
-    run = recorded.load(directory)
-    ranks, nodes, backend = recorded_world(run)
-    if not ranks and not run.measurements and run.host is None:
-        raise SettingError(
-            f"{where}: no NCCL debug lines, nccl-tests output, host capture or gpufabric report"
-        )
-    inventory = recorded_inventory(run)
-    launcher = ReplayLauncher(run)
-    node = node_of(inventory, run.host)  # the recorded node's facts, never this machine's
-    session = FabricSession.build(
-        settings, catalogue, inventory, launcher, recorded=(ranks, nodes, backend), node=node
-    )
-    session.host_before, session.host_now = run.host_before, run.host
-    devs = str(run.report_facts.get("rank_shm_devs", ""))
-    if devs:
-        session.recorded_rank_shm = [
-            (r, int(d) if d.isdigit() else None) for r, d in enumerate(devs.split(","))
-        ]
-    return session
+@pytest.hookimpl(trylast=True)
+def pytest_gpufabric_make_launcher(config: pytest.Config, name: str) -> Launcher | None:
+    return registry.builtin(name, config.stash[SETTINGS_KEY])
 
 
 def _build_session(config: pytest.Config) -> FabricSession:
-    """Load profiles, look at the node (or the recording), pick the profile; any problem is
-    a usage error."""
+    """Load the profiles, let the launcher read its nodes, choose the profile: any problem
+    is a one-line usage error."""
     if SESSION_KEY in config.stash:
         return config.stash[SESSION_KEY]
     if hasattr(config, "workerinput"):
-        raise pytest.UsageError(
-            "pytest-gpufabric cannot run under pytest-xdist: concurrent collectives would "
-            "contend for the same GPUs (drop -n)"
-        )
+        raise pytest.UsageError(_XDIST_REFUSAL)
     settings = config.stash[SETTINGS_KEY]
     try:
+        check_paths(settings)
         catalogue = load_catalogue(settings.thresholds.value)
+        name = settings.launcher.value
+        launcher = config.hook.pytest_gpufabric_make_launcher(config=config, name=name)
+        if launcher is None:
+            known = ", ".join(registry.BUILTIN)
+            raise SettingError(
+                f"--gpufabric-launcher: unknown launcher {name!r} (from "
+                f"{settings.launcher.source}); known: {known}, or one that a plugin adds "
+                "through the pytest_gpufabric_make_launcher hook"
+            )
+        session = FabricSession.build(settings, catalogue, launcher)
     except ProfileError as exc:
         raise pytest.UsageError(*exc.problems) from None
-    try:
-        if settings.replay.value is not None:
-            session = _replay_session(settings, catalogue, settings.replay.value)
-        else:
-            inventory = take_inventory(os.environ)
-            # Label, DMI and sysfs are read only when the profile is to be detected.
-            auto = settings.instance.value == "auto"
-            node = live_node(os.environ, inventory) if auto else None
-            session = FabricSession.build(
-                settings, catalogue, inventory, LocalLauncher(), node=node
-            )
-    except SettingError as exc:
+    except (SettingError, ValueError) as exc:  # ProbeError, RecordingError are ValueErrors
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(_SessionHooks(session, config), "gpufabric-session")
+    hooks = _SessionHooks(session, config)
+    config.stash[HOOKS_KEY] = hooks
+    config.pluginmanager.register(hooks, "gpufabric-session")
     return session
+
+
+_XDIST_REFUSAL = (
+    "pytest-gpufabric cannot run under pytest-xdist (-n): concurrent collectives would "
+    "contend for the same GPUs; drop -n"
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -137,9 +134,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # pytest_cmdline_main lists and exits; nothing else may fail first
     settings = _settings(config)
     config.stash[SETTINGS_KEY] = settings
-    if settings.explicit:
-        # Asked for by name: fail now on a bad profile or node, before any test runs.
-        _build_session(config)
+    if not settings.explicit:
+        return  # built by the first test that asks for it (or never)
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+        raise pytest.UsageError(_XDIST_REFUSAL)  # before xdist starts any worker
+    _build_session(config)  # a bad option, profile or node stops the run before any test
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -155,15 +154,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return int(pytest.ExitCode.USAGE_ERROR)
     for line in describe(catalogue):
         print(line)
-    inventory = take_inventory(os.environ)
+    auto = dataclasses.replace(settings, instance=Setting("auto", "--gpufabric-list"))
     try:
-        profile, how = choose_profile(
-            dataclasses.replace(settings, instance=Setting("auto", "--gpufabric-list")),
-            catalogue,
-            inventory,
-            live_node(os.environ, inventory),
-        )
-    except SettingError as exc:
+        node = LocalLauncher().nodes(detect=True)[0]
+        profile, how = choose_profile(auto, catalogue, node)
+    except (SettingError, ValueError) as exc:
         print(f"on this node: {exc}")
     else:
         print(f"on this node: {profile.name if profile else 'no profile'} [{how}]")
@@ -177,24 +172,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "gpufabric_bandwidth_case" in metafunc.fixturenames:
+    wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
+    if not wanted:
+        return
+    try:
         session = _build_session(metafunc.config)
-        cases = session.bandwidth_cases()
-        metafunc.parametrize("gpufabric_bandwidth_case", cases, ids=[c.id for c in cases])
-    if "gpufabric_correctness_case" in metafunc.fixturenames:
-        session = _build_session(metafunc.config)
-        checks = session.correctness_cases()
-        metafunc.parametrize("gpufabric_correctness_case", checks, ids=[c.id for c in checks])
-    if "gpufabric_nccl_check" in metafunc.fixturenames:
-        metafunc.parametrize("gpufabric_nccl_check", list(CHECKS))
-    if "gpufabric_host_check" in metafunc.fixturenames:
-        metafunc.parametrize("gpufabric_host_check", list(HOST_CHECKS))
-    if "gpufabric_isolation_run" in metafunc.fixturenames:
-        metafunc.parametrize("gpufabric_isolation_run", list(ISOLATION_RUNS))
-    if "gpufabric_isolation_case" in metafunc.fixturenames:
-        session = _build_session(metafunc.config)
-        cases = session.isolation_cases()
-        metafunc.parametrize("gpufabric_isolation_case", cases, ids=[c.id for c in cases])
+    except pytest.UsageError as exc:
+        # Raised again, as a usage error, when collection ends (here it would be a
+        # collection error with a traceback).
+        metafunc.config.stash[LAZY_ERROR_KEY] = str(exc)
+        return
+    cases: dict[str, list[object]] = {
+        "gpufabric_bandwidth_case": list(session.bandwidth_cases()),
+        "gpufabric_correctness_case": list(session.correctness_cases()),
+        "gpufabric_nccl_check": list(CHECKS),
+        "gpufabric_host_check": list(HOST_CHECKS),
+        "gpufabric_isolation_run": list(ISOLATION_RUNS),
+        "gpufabric_isolation_case": list(session.isolation_cases()),
+    }
+    for name in wanted:
+        values = cases[name]
+        ids = [str(getattr(v, "id", v)) for v in values]
+        metafunc.parametrize(name, values, ids=ids)
 
 
 # Suites run node checks first (they start the rank pool), then correctness, bandwidth, the
@@ -223,7 +222,12 @@ def _order(item: pytest.Item) -> tuple[int, int, int]:
     return stage, position, int(case is not None)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if LAZY_ERROR_KEY in config.stash:
+        raise pytest.UsageError(config.stash[LAZY_ERROR_KEY])
+    uses = any(set(FIXTURES) & set(getattr(item, "fixturenames", ())) for item in items)
+    if uses and SESSION_KEY not in config.stash and SETTINGS_KEY in config.stash:
+        _build_session(config)  # a usage error now, not a fixture error per test
     items.sort(key=_order)  # stable: every other order is kept
 
 
@@ -233,59 +237,88 @@ class _SessionHooks:
     def __init__(self, session: FabricSession, config: pytest.Config) -> None:
         self.session = session
         self.config = config
+        self.junit: Callable[[str, object], None] | None = None
+        self.certification: Certification | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" or (report.when == "setup" and not report.passed):
+        if report.when == "call" or not report.passed:
             message = ""
             if report.skipped and isinstance(report.longrepr, tuple):
-                message = str(report.longrepr[2])
+                message = str(report.longrepr[2]).removeprefix("Skipped: ")
             elif report.failed:
                 message = report.longreprtext
-            self.session.records.append(
-                TestRecord(
-                    report.nodeid,
-                    report.outcome,
-                    report.duration,
-                    dict(report.user_properties),
-                    message,
-                )
-            )
+            self.session.records.add(
+                TestRecord(report.nodeid, report.outcome, report.duration,
+                           dict(report.user_properties), message)
+            )  # fmt: skip
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """The verdict, before the JUnit file and the terminal summary are written."""
+        self.session.close()
+        if self.config.option.collectonly:
+            return
+        if self.session.records.tests:  # a verdict needs something judged (or not)
+            self.certification = self.session.certification()
+            allowed = self.session.settings.allow_uncertified.value
+            if session.exitstatus == pytest.ExitCode.OK and not (
+                self.certification.certified or allowed
+            ):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.junit is not None:
+            for name, value in self.session.facts().items():
+                self.junit(name, value)
+            if self.certification is not None:
+                self.junit("certification", self.certification.verdict)
+                self.junit("certification_reason", self.certification.reason)
+        data = build_json(self.session, int(session.exitstatus), self.certification)
+        targets = [self.session.settings.json.value]
+        artifacts = self.session.artifacts
+        if artifacts is not None and artifacts.is_dir() and self.session.replay_of is None:
+            targets.append(artifacts / "report.json")  # the bundle replays on its own
+        for path in targets:
+            if path is None:
+                continue
+            try:
+                write_json(path, data)
+            except OSError as exc:
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                why = exc.strerror or str(exc)
+                line = f"ERROR: gpufabric: cannot write the JSON report {path}: {why}"
+                if reporter is not None:
+                    reporter.write_line(line, red=True)
+                else:
+                    print(line, file=sys.stderr)
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        lines = summary_lines(self.session)
+        lines = summary_lines(self.session, self.certification)
         if lines:
             terminalreporter.write_sep("-", "gpufabric")
             for line in lines:
-                terminalreporter.write_line(line)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.session.close()
-        data = build_json(self.session, int(exitstatus))
-        path = self.session.settings.json.value
-        if path is not None:
-            write_json(path, data)
-        artifacts = self.session.artifacts
-        if artifacts is not None and artifacts.is_dir() and self.session.replay_of is None:
-            write_json(artifacts / "report.json", data)  # the bundle replays on its own
+                certified = line.startswith("CERTIFIED")
+                rejected = line.startswith("NOT CERTIFIED")
+                terminalreporter.write_line(line, green=certified, red=rejected, bold=certified
+                                            or rejected)  # fmt: skip
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # Also reached after Ctrl-C and internal errors: no rank may outlive pytest.
         self.session.close()
+        self.session.launcher.close()
 
 
 @pytest.fixture(scope="session")
 def gpufabric_session(
     request: pytest.FixtureRequest,
     record_testsuite_property: Callable[[str, object], None],
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FabricSession]:
-    """The run's FabricSession (profile, node inventory, rank pools)."""
+    """The run's FabricSession (profile, nodes, rank pools, records)."""
     session = _build_session(request.config)
+    # Run-wide facts and the verdict go to the JUnit testsuite when the session finishes.
+    request.config.stash[HOOKS_KEY].junit = record_testsuite_property
     yield session
     session.close()
-    for name, value in session.facts().items():
-        record_testsuite_property(name, value)
 
 
 @pytest.fixture
@@ -294,7 +327,7 @@ def gpufabric(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Fabric:
-    """Checks for suite tests: ``gpufabric.check_busbw(case)`` and friends (see checks.Fabric)."""
+    """Checks for suite tests: ``gpufabric.check_busbw(case)`` and friends (see fabric.py)."""
     return Fabric(
         gpufabric_session,
         request.node,

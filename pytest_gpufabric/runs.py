@@ -1,79 +1,75 @@
-"""The kinds of runs a session launches, each in its own rank pool and environment:
+"""The kinds of runs a profile gates, defined once: each is a ``bandwidth.<kind>`` section of
+a profile and runs in one rank pool with its own NCCL settings.
 
-- ``default``: NCCL's own choice of transports; judged with ``bandwidth.intra_node`` (or
-  ``bandwidth.inter_node`` when the ranks span several NCCL nodes);
-- ``network_only``: P2P and SHM disabled, so every byte goes through the NIC, with GPUDirect
-  RDMA allowed at any distance where the profile expects it (as SuperBench's ``gdr-only`` and
-  AzNHC's IB loopback run);
+- ``intra_node``: the main run on one node, NCCL's own choice of transports;
+- ``inter_node``: the main run with ranks on several nodes (real ones, or one host split
+  into NCCL nodes with NCCL_HOSTID);
+- ``network_only``: P2P and SHM disabled, so every byte goes through the NIC (as SuperBench's
+  ``gdr-only`` and AzNHC's IB loopback run), GPUDirect RDMA allowed at any distance where the
+  profile expects it;
 - ``nvlink_only``: P2P limited to NVLink, no SHM, no network plugin, InfiniBand off: a pair
   that cannot use NVLink shows up as NET/Socket in the logs and in the bandwidth.
 
-Pure: no processes here; session.py starts the pools.
+Pure vocabulary: session/plans.py turns a kind and a profile into a pool's plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from .profiles.model import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, Profile
+DEFAULT = "default"  # the main run's pool (and artifacts directory)
+INTRA_NODE = "intra_node"
+INTER_NODE = "inter_node"
+NETWORK_ONLY = "network_only"
+NVLINK_ONLY = "nvlink_only"
 
-DEFAULT = "default"
-ISOLATION_RUNS = (NETWORK_ONLY, NVLINK_ONLY)
-
-NETWORK_ONLY_ENV = {"NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1"}
-GDR_ANYWHERE = {"NCCL_NET_GDR_LEVEL": "SYS"}  # AzNHC/SuperBench use 5, the same level
-NVLINK_ONLY_ENV = {
-    "NCCL_P2P_LEVEL": "NVL",
-    "NCCL_SHM_DISABLE": "1",
-    "NCCL_NET_PLUGIN": "none",
-    "NCCL_IB_DISABLE": "1",
-}
+GDR_ANYWHERE = MappingProxyType({"NCCL_NET_GDR_LEVEL": "SYS"})  # AzNHC/SuperBench use 5 = SYS
 
 
 @dataclass(frozen=True)
-class RunPlan:
-    """One pool: its name (also its artifacts directory), the bandwidth section that judges
-    it, the environment on top of the caller's, and how many NCCL nodes the host is split
-    into (NCCL_HOSTID per group of ranks)."""
-
-    name: str
-    kind: str
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    nodes: int = 1
-
-    def rank_env(self, nranks: int) -> tuple[dict[str, str], ...]:
-        """Ranks in contiguous groups, one NCCL_HOSTID per group (as ranks of one node are)."""
-        if self.nodes <= 1:
-            return ()
-        return tuple(
-            {"NCCL_HOSTID": f"gpufabric-node{rank * self.nodes // nranks}"}
-            for rank in range(nranks)
-        )
-
-    def describe(self) -> str:
-        settings = " ".join(f"{k}={v}" for k, v in sorted(self.env.items()))
-        split = (
-            f", ranks split into {self.nodes} NCCL nodes (NCCL_HOSTID)" if self.nodes > 1 else ""
-        )
-        return f"{self.name} run" + (f" ({settings}{split})" if settings or split else "")
+class RunKind:
+    name: str  # the profile section bandwidth.<name>
+    pool: str  # the rank pool it runs in
+    isolation: bool  # a run of its own that forces one path
+    env: Mapping[str, str]  # NCCL settings the run forces on top of the caller's
+    summary: str
 
 
-def default_plan(emulated_nodes: int = 1) -> RunPlan:
-    kind = INTER_NODE if emulated_nodes > 1 else INTRA_NODE
-    return RunPlan(DEFAULT, kind, nodes=emulated_nodes)
+KINDS: Mapping[str, RunKind] = MappingProxyType(
+    {
+        INTRA_NODE: RunKind(
+            INTRA_NODE, DEFAULT, False, MappingProxyType({}),
+            "one node, NCCL's own choice of transports",
+        ),
+        INTER_NODE: RunKind(
+            INTER_NODE, DEFAULT, False, MappingProxyType({}),
+            "ranks on several nodes, NCCL's own choice of transports",
+        ),
+        NETWORK_ONLY: RunKind(
+            NETWORK_ONLY, NETWORK_ONLY, True,
+            MappingProxyType({"NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1"}),
+            "P2P and SHM disabled: every byte through the NIC",
+        ),
+        NVLINK_ONLY: RunKind(
+            NVLINK_ONLY, NVLINK_ONLY, True,
+            MappingProxyType(
+                {
+                    "NCCL_P2P_LEVEL": "NVL",
+                    "NCCL_SHM_DISABLE": "1",
+                    "NCCL_NET_PLUGIN": "none",
+                    "NCCL_IB_DISABLE": "1",
+                }
+            ),
+            "P2P over NVLink only: no SHM, no network plugin, no InfiniBand",
+        ),
+    }
+)  # fmt: skip
+RUN_KINDS = tuple(KINDS)
+ISOLATION_RUNS = tuple(name for name, kind in KINDS.items() if kind.isolation)
 
 
-def isolation_plan(profile: Profile, kind: str) -> RunPlan | None:
-    """The isolation run ``kind`` as the profile asks for it; None when it does not."""
-    run = profile.runs.get(kind)
-    if run is None:
-        return None
-    if kind == NETWORK_ONLY:
-        gdr = profile.nccl.gdr is not None and bool(profile.nccl.gdr.value)
-        env = {**NETWORK_ONLY_ENV, **(GDR_ANYWHERE if gdr else {}), **run.env}
-        return RunPlan(NETWORK_ONLY, kind, MappingProxyType(env), run.nodes)
-    if kind == NVLINK_ONLY:
-        return RunPlan(NVLINK_ONLY, kind, MappingProxyType(dict(NVLINK_ONLY_ENV)))
-    raise ValueError(f"{kind!r} is not an isolation run (known: {', '.join(ISOLATION_RUNS)})")
+def main_kind(nodes: int) -> str:
+    """The section that judges the main run: intra_node on one node, else inter_node."""
+    return INTER_NODE if nodes > 1 else INTRA_NODE

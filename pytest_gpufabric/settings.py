@@ -7,7 +7,9 @@ Pure module: the pytest wiring in plugin.py feeds it raw strings.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ class OptionSpec:
     help: str
     default: str | None = None
     multiple: bool = False  # --gpufabric-thresholds may repeat; env uses os.pathsep
+    switch: bool = False  # a flag without a value; env and ini take true/false
 
     @property
     def flag(self) -> str:
@@ -69,9 +72,33 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "timeout",
         "SECONDS",
-        "Deadline for each collective job (and for starting the ranks); a rank that misses it "
-        "fails the test. Default: 120",
+        "Deadline for each collective job once the ranks run; a rank that misses it fails the "
+        "test. Default: 120",
         default="120",
+    ),
+    OptionSpec(
+        "startup-timeout",
+        "SECONDS",
+        "Deadline for starting a rank pool: processes or pods starting, import torch, "
+        "rendezvous and NCCL initialisation. Default: 600",
+        default="600",
+    ),
+    OptionSpec(
+        "launcher",
+        "NAME",
+        "Where the ranks run: local (processes on this machine), replay (set by "
+        "--gpufabric-replay), or a launcher another plugin provides through the "
+        "pytest_gpufabric_make_launcher hook. Default: local",
+        default="local",
+    ),
+    OptionSpec(
+        "allow-uncertified",
+        "",
+        "Exit 0 when every test passed although the run is NOT CERTIFIED (no profile, or "
+        "checks the profile asks for were not judged): for smoke runs of the machinery. "
+        "Default: false",
+        default="false",
+        switch=True,
     ),
     OptionSpec(
         "artifacts",
@@ -111,6 +138,9 @@ class Settings:
     nprocs: Setting[int | None]
     emulate_nodes: Setting[int]
     timeout: Setting[float]
+    startup_timeout: Setting[float]
+    launcher: Setting[str]
+    allow_uncertified: Setting[bool]
     artifacts: Setting[Path | None]
     json: Setting[Path | None]
     thresholds: Setting[tuple[Path, ...]]
@@ -118,12 +148,10 @@ class Settings:
 
     @property
     def explicit(self) -> bool:
-        """True when the user asked for gpufabric (an instance, a replay or emulated nodes
-        set anywhere): problems are then usage errors before any test runs."""
-        return (
-            self.instance.source != "default"
-            or self.replay.value is not None
-            or self.emulate_nodes.source != "default"
+        """True when the user set any gpufabric option anywhere: the run is a gpufabric run,
+        and a bad option, profile or node is a usage error before any test runs."""
+        return any(
+            getattr(self, f.name).source != "default" for f in dataclasses.fields(self)
         )
 
 
@@ -154,6 +182,22 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (1/0, yes/no)")
+
+
+def _name(text: str) -> str:
+    text = text.strip()
+    if not text or not all(c.isalnum() or c in "-_." for c in text):
+        raise ValueError("must be a name (letters, digits, - _ .)")
+    return text
+
+
 def _instance(text: str) -> str:
     text = text.strip()
     if not text or any(c in text for c in "/\\ "):
@@ -163,7 +207,7 @@ def _instance(text: str) -> str:
 
 def _pick(
     spec: OptionSpec,
-    cli: Mapping[str, str | Sequence[str] | None],
+    cli: Mapping[str, str | bool | Sequence[str] | None],
     env: Mapping[str, str],
     ini: Mapping[str, str | Sequence[str] | None],
     ini_file: Path | None,
@@ -171,8 +215,11 @@ def _pick(
 ) -> list[RawValue]:
     """The raw value(s) of the highest-precedence source that sets ``spec``."""
     raw_cli = cli.get(spec.dest)
-    if raw_cli not in (None, [], ""):
-        items = [raw_cli] if isinstance(raw_cli, str) else list(raw_cli or [])
+    if spec.switch and raw_cli:
+        return [RawValue("true", spec.flag, cwd)]
+    if raw_cli is not None and not isinstance(raw_cli, bool) and raw_cli != []:
+        # An empty string given on the command line is a value (and an error), not unset.
+        items = [raw_cli] if isinstance(raw_cli, str) else list(raw_cli)
         return [RawValue(str(i), spec.flag, cwd) for i in items]
     raw_env = env.get(spec.env)
     if raw_env:
@@ -201,7 +248,7 @@ def _convert(spec: OptionSpec, raw: RawValue, parse: Callable[[str], T]) -> T:
 
 
 def resolve(
-    cli: Mapping[str, str | Sequence[str] | None],
+    cli: Mapping[str, str | bool | Sequence[str] | None],
     env: Mapping[str, str],
     ini: Mapping[str, str | Sequence[str] | None],
     *,
@@ -228,6 +275,8 @@ def resolve(
         raws = _pick(spec, cli, env, ini, ini_file, here)
         if not raws:
             return Setting(None, "default")
+        if not raws[0].text.strip():
+            raise SettingError(f"{spec.flag}: empty value from {raws[0].source}: give a path")
         return Setting((raws[0].base / raws[0].text).resolve(), raws[0].source)
 
     spec = SPECS["thresholds"]
@@ -236,13 +285,63 @@ def resolve(
         tuple((r.base / r.text).resolve() for r in extra),
         extra[0].source if extra else "default",
     )
+    replay = path("replay")
+    launcher = defaulted("launcher", _name)
+    if replay.value is not None:
+        if launcher.source != "default" and launcher.value != "replay":
+            raise SettingError(
+                f"--gpufabric-launcher: {launcher.value!r} (from {launcher.source}) cannot judge "
+                f"a recording; --gpufabric-replay (from {replay.source}) uses the replay launcher"
+            )
+        launcher = Setting("replay", replay.source)
+    elif launcher.value == "replay":
+        raise SettingError(
+            f"--gpufabric-launcher: replay (from {launcher.source}) needs --gpufabric-replay DIR"
+        )
     return Settings(
         instance=defaulted("instance", _instance),
         nprocs=one("nprocs", _positive_int),
         emulate_nodes=defaulted("emulate-nodes", _positive_int),
         timeout=defaulted("timeout", _positive_seconds),
+        startup_timeout=defaulted("startup-timeout", _positive_seconds),
+        launcher=launcher,
+        allow_uncertified=defaulted("allow-uncertified", _switch),
         artifacts=path("artifacts"),
         json=path("json"),
         thresholds=thresholds,
-        replay=path("replay"),
+        replay=replay,
     )
+
+
+def check_paths(settings: Settings) -> None:
+    """The paths a run will read or write, checked before any test runs: a bad one is a
+    SettingError naming the option, its source and the problem."""
+    replay = settings.replay
+    if replay.value is not None and not replay.value.is_dir():
+        problem = "not a directory" if replay.value.exists() else "no such directory"
+        raise SettingError(f"--gpufabric-replay: {replay.value} (from {replay.source}): {problem}")
+    artifacts = settings.artifacts
+    if artifacts.value is not None:
+        where = f"--gpufabric-artifacts: {artifacts.value} (from {artifacts.source})"
+        if artifacts.value.exists() and not artifacts.value.is_dir():
+            raise SettingError(f"{where}: exists and is not a directory")
+        _writable_dir(artifacts.value, where)
+    json_path = settings.json
+    if json_path.value is not None:
+        where = f"--gpufabric-json: {json_path.value} (from {json_path.source})"
+        if json_path.value.is_dir():
+            raise SettingError(f"{where}: is a directory; give a file name")
+        _writable_dir(json_path.value.parent, where)
+        if json_path.value.exists() and not os.access(json_path.value, os.W_OK):
+            raise SettingError(f"{where}: the file exists and is not writable")
+
+
+def _writable_dir(directory: Path, where: str) -> None:
+    """``directory`` exists (it is made if missing) and a file can be created in it; tried
+    for real, since permission bits do not tell (root, read-only mounts, /proc)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise SettingError(f"{where}: cannot write there: {exc.strerror or exc}") from None

@@ -8,13 +8,8 @@ import pytest
 
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.profiles.catalogue import describe, load_catalogue, main, shipped_profile_dir
-from pytest_gpufabric.profiles.model import (
-    INTER_NODE,
-    INTRA_NODE,
-    NETWORK_ONLY,
-    NVLINK_ONLY,
-    ProfileError,
-)
+from pytest_gpufabric.profiles.model import ProfileError
+from pytest_gpufabric.runs import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY
 
 # The instance types docs/profiles.md promises, and what each must state.
 REQUIRED = [

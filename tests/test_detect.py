@@ -9,19 +9,27 @@ from pathlib import Path
 import pytest
 
 from pytest_gpufabric.evidence import recorded
-from pytest_gpufabric.launch.replay import recorded_inventory
-from pytest_gpufabric.profiles.catalogue import Catalogue, load_catalogue
-from pytest_gpufabric.profiles.detect import (
+from pytest_gpufabric.evidence.probe import (
     LABEL,
-    DetectionError,
-    NodeFacts,
-    detect,
-    mismatches,
-    node_of,
+    ProbeError,
     parse_podinfo_labels,
     read_dmi_product,
     read_label,
 )
+from pytest_gpufabric.launch.replay import ReplayLauncher
+from pytest_gpufabric.profiles.catalogue import Catalogue, load_catalogue
+from pytest_gpufabric.profiles.detect import (
+    DetectionError,
+    NodeFacts,
+    detect,
+    facts_of,
+    mismatches,
+)
+
+
+def recorded_node(directory: Path) -> NodeFacts:
+    """A recorded node as detection sees it, read through the replay launcher."""
+    return facts_of(ReplayLauncher(recorded.load(directory)).nodes(detect=True)[0])
 
 SEED = Path(__file__).parent / "data" / "seeds" / "000_c5442fdf6457d6ce.txt"
 
@@ -34,9 +42,7 @@ def catalogue() -> Catalogue:
 @pytest.fixture
 def h200_node(h200_capture: Path) -> NodeFacts:
     """The lab host as its own captures describe it (nvidia-smi -q -x, NVML probe, topo)."""
-    run = recorded.load(h200_capture / "host")
-    inventory = recorded_inventory(run)
-    return node_of(inventory, run.host)
+    return recorded_node(h200_capture / "host")
 
 
 def test_real_capture_fingerprint_picks_the_lab_profile(
@@ -132,7 +138,17 @@ def test_node_label_wins_and_names_where_it_was_read(
         {"GPUFABRIC_NODE_INSTANCE_TYPE": "p5.48xlarge", "GPUFABRIC_PODINFO_LABELS": str(labels)}
     )
     assert env == ("p5.48xlarge", "environment variable GPUFABRIC_NODE_INSTANCE_TYPE")
-    assert read_label({"GPUFABRIC_PODINFO_LABELS": str(tmp_path / "none")}) is None
+    # A labels file the operator named must exist and be a labels file: one line each.
+    with pytest.raises(ProbeError) as missing:
+        read_label({"GPUFABRIC_PODINFO_LABELS": str(tmp_path / "none")})
+    assert str(missing.value) == (
+        f"GPUFABRIC_PODINFO_LABELS: {tmp_path / 'none'} (from GPUFABRIC_PODINFO_LABELS): "
+        "no such file"
+    )
+    binary = tmp_path / "binary"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ProbeError, match=r"not a text labels file"):
+        read_label({"GPUFABRIC_PODINFO_LABELS": str(binary)})
 
 
 def test_label_without_a_profile_is_an_error_not_a_guess(
@@ -174,6 +190,5 @@ def test_memory_tolerates_nvml_rounding_but_not_another_sku(catalogue: Catalogue
 
 
 def test_recorded_rdma_facts_come_from_the_recording(h200_capture: Path) -> None:
-    run = recorded.load(h200_capture / "host")
-    node = node_of(recorded_inventory(run), run.host)
+    node = recorded_node(h200_capture / "host")
     assert (node.rdma, node.rdma_origin) == (None, "")  # captures hold no sysfs RDMA listing

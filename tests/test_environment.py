@@ -26,7 +26,8 @@ def env(
 ) -> dict[str, str]:
     return rank_environment(
         base if base is not None else OPERATOR, overrides or {}, rank=2, nranks=4,
-        backend="nccl", port=29500, timeout=60.0, log_dir=Path("/art/default"),
+        backend="nccl", controller="127.0.0.1:4711", token="t0ken", rank_addr="10.0.0.2",
+        startup_timeout=600.0, job_timeout=60.0, log_dir=Path("/art/default"),
     )  # fmt: skip
 
 
@@ -41,13 +42,12 @@ def test_operator_variables_reach_the_rank() -> None:
 
 def test_rendezvous_and_evidence() -> None:
     e = env()
-    assert (e["RANK"], e["WORLD_SIZE"], e["LOCAL_RANK"], e["MASTER_ADDR"], e["MASTER_PORT"]) == (
-        "2",
-        "4",
-        "2",
-        "127.0.0.1",
-        "29500",
-    )
+    assert (e["RANK"], e["WORLD_SIZE"], e["LOCAL_RANK"]) == ("2", "4", "2")
+    assert e["GPUFABRIC_RANK_CONTROLLER"] == "127.0.0.1:4711"
+    assert e["GPUFABRIC_RANK_TOKEN"] == "t0ken"
+    assert e["GPUFABRIC_RANK_ADDR"] == "10.0.0.2"
+    assert (e["GPUFABRIC_RANK_STARTUP_TIMEOUT"], e["GPUFABRIC_RANK_JOB_TIMEOUT"]) == ("600.0", "60.0")
+    assert "MASTER_PORT" not in e  # rank 0 binds the store itself and reports the port
     assert e["NCCL_DEBUG"] == "INFO"
     assert e["NCCL_DEBUG_FILE"] == "/art/default/rank2.nccl.log"
     assert e["NCCL_DEBUG_SUBSYS"] == ",".join(EVIDENCE_SUBSYS)

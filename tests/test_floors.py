@@ -19,7 +19,7 @@ from pytest_gpufabric.profiles.floors import (
     render,
     round_down,
 )
-from pytest_gpufabric.profiles.model import load_profile
+from pytest_gpufabric.profiles.parse import load_profile
 
 RUNS = sorted((Path(__file__).parent / "data" / "runs" / "2026-11-22-h200x4-A").glob("run*.json"))
 

@@ -13,7 +13,8 @@ import pytest
 
 from pytest_gpufabric.evidence import host, host_captures, recorded
 from pytest_gpufabric.evidence.host import HostFacts, Shm
-from pytest_gpufabric.judge.host import HOST_CHECKS, HostEvidence, judge_fabric_manager, judge_rdma
+from pytest_gpufabric.judge.catalog import HOST_CHECKS
+from pytest_gpufabric.judge.host import HostEvidence, judge_fabric_manager, judge_rdma
 from pytest_gpufabric.profiles.catalogue import load_catalogue
 
 PROFILES = load_catalogue().profiles

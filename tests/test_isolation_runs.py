@@ -17,8 +17,8 @@ from pytest_gpufabric.launch.local import LocalLauncher
 from pytest_gpufabric.launch.protocol import PoolSpec
 from pytest_gpufabric.profiles.catalogue import Catalogue, load_catalogue
 from pytest_gpufabric.profiles.floors import collect, derive, reports_for
-from pytest_gpufabric.profiles.model import INTER_NODE, NETWORK_ONLY, NVLINK_ONLY
-from pytest_gpufabric.runs import DEFAULT, default_plan, isolation_plan
+from pytest_gpufabric.runs import DEFAULT, INTER_NODE, NETWORK_ONLY, NVLINK_ONLY
+from pytest_gpufabric.session.plans import default_plan, isolation_plan
 
 RUNS = Path(__file__).parent / "data" / "runs"
 ONE = RUNS / "2026-11-22-h200x4-F-final-one"  # every suite, one node
@@ -65,11 +65,11 @@ def test_plans_force_the_path_and_never_touch_protected_settings(catalogue: Cata
 
 def test_real_pool_gives_each_rank_its_own_environment(tmp_path: Path) -> None:
     plan = default_plan(2)
-    spec = PoolSpec(DEFAULT, 2, "gloo", tmp_path / "pool", 60.0, {"GPUFABRIC_X": "1"},
+    spec = PoolSpec(DEFAULT, 2, "gloo", tmp_path / "pool", 300.0, 60.0, {"GPUFABRIC_X": "1"},
                     plan.rank_env(2))  # fmt: skip
     pool = LocalLauncher().start(spec)
     try:
-        assert [h["node"] for h in pool.hello] == ["gpufabric-node0", "gpufabric-node1"]
+        assert [h.node for h in pool.hello] == ["gpufabric-node0", "gpufabric-node1"]
     finally:
         pool.close()
     record = json.loads((tmp_path / "pool" / "pool.json").read_text())

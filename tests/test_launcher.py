@@ -3,8 +3,11 @@ After each failure no process of the pool may be left."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,8 +19,10 @@ import pytest
 from processes import gone
 
 from pytest_gpufabric.collectives import Collective
+from pytest_gpufabric.launch.controller import STARTUP
 from pytest_gpufabric.launch.local import LocalLauncher, LocalPool, _Rank
 from pytest_gpufabric.launch.protocol import PoolSpec, RankFailure
+from pytest_gpufabric.launch.wire import Job, Join, encode
 
 
 def wait_gone(pids: list[int], seconds: float = 10.0) -> bool:
@@ -29,15 +34,18 @@ def wait_gone(pids: list[int], seconds: float = 10.0) -> bool:
     return False
 
 
-def job(collective: Collective, nbytes: int = 4 * 1021 * 2) -> dict[str, object]:
-    return {
-        "op": "collective", "collective": collective.value, "nbytes": nbytes,
-        "dtype": "float32", "warmup": 1, "iters": 2, "verify": True,
-    }  # fmt: skip
+def job(collective: Collective, nbytes: int = 4 * 1021 * 2, **changes: object) -> Job:
+    made = Job(1, collective.value, nbytes, "float32", warmup=1, iters=2, verify=True)
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+# Start-up has its own, generous deadline: a cold `import torch` takes seconds on a busy
+# 2-core CI machine, and no test here is about a slow start-up.
+STARTUP_S = 300.0
 
 
 def spec(tmp_path: Path, timeout: float = 30.0, nranks: int = 2) -> PoolSpec:
-    return PoolSpec("default", nranks, "gloo", tmp_path / "pool", timeout)
+    return PoolSpec("default", nranks, "gloo", tmp_path / "pool", STARTUP_S, timeout)
 
 
 @pytest.fixture
@@ -49,13 +57,14 @@ def pool(tmp_path: Path) -> Iterator[LocalPool]:
 
 
 def test_ranks_join_and_run_every_collective_exactly(pool: LocalPool) -> None:
-    assert [h["rank"] for h in pool.hello] == [0, 1]
-    assert {h["backend"] for h in pool.hello} == {"gloo"}
-    assert len({h["pid"] for h in pool.hello}) == 2
-    for collective in Collective:
-        results = pool.run(job(collective), collective.value)
-        assert [r["mismatches"] for r in results] == [0, 0]
-        assert all(len(r["times_ms"]) == 2 for r in results)
+    assert [h.rank for h in pool.hello] == [0, 1]
+    assert {h.backend for h in pool.hello} == {"gloo"}
+    assert len({h.pid for h in pool.hello}) == 2
+    for number, collective in enumerate(Collective, 1):
+        results = pool.run(job(collective, id=number), collective.value)
+        assert [r.mismatches for r in results] == [0, 0]
+        assert all(len(r.times_ms) == 2 for r in results)
+        assert all(r.checked > 0 for r in results)
 
 
 def test_close_leaves_no_process(tmp_path: Path) -> None:
@@ -99,28 +108,33 @@ def test_hung_rank_fails_within_the_timeout(tmp_path: Path) -> None:
 class _NeverJoins(LocalPool):
     """Rank 1 is frozen the moment it is spawned: it never reaches the rendezvous."""
 
-    def _spawn(self, rank: int, port: int) -> _Rank:
-        spawned = super()._spawn(rank, port)
+    def _spawn(self, rank: int) -> _Rank:
+        spawned = super()._spawn(rank)
         if rank == 1:
             os.kill(spawned.process.pid, signal.SIGSTOP)
         return spawned
 
 
-def test_rank_that_never_joins_fails_start_up(tmp_path: Path) -> None:
-    never = _NeverJoins(spec(tmp_path, timeout=4.0))
+def test_rank_that_never_joins_fails_start_up_within_its_own_deadline(tmp_path: Path) -> None:
+    started = dataclasses.replace(spec(tmp_path, timeout=600.0), startup_timeout=4.0)
+    never = _NeverJoins(started, dict(os.environ))
     t0 = time.monotonic()
-    with pytest.raises(RankFailure) as info:
-        never.start()
-    assert time.monotonic() - t0 < 8.0
-    assert info.value.what == "start-up (import torch, join the process group)"
+    try:
+        with pytest.raises(RankFailure) as info:
+            never.start()
+    finally:
+        never.kill()
+    assert time.monotonic() - t0 < 8.0  # the start-up deadline, not the job timeout of 600 s
+    assert info.value.what == STARTUP
+    assert "ranks 0, 1 did not finish within 4 s" in info.value.summary
     assert "rank 1: no reply: process" in str(info.value)
-    assert "(stopped)" in str(info.value)
+    assert "(stopped), never connected to the controller" in str(info.value)
     assert wait_gone(never.pids, 2)
 
 
 def test_rank_errors_are_reported_with_their_text(pool: LocalPool) -> None:
     with pytest.raises(RankFailure) as info:
-        pool.run({**job(Collective.ALL_REDUCE), "dtype": "int4"}, "bad dtype")
+        pool.run(job(Collective.ALL_REDUCE, dtype="int4"), "bad dtype")
     assert info.value.summary == "ranks 0, 1 reported an error (of 2 ranks)"
     assert "rank 0: error: KeyError: 'int4'" in str(info.value)
 
@@ -134,10 +148,10 @@ def test_ranks_leave_when_the_controller_dies(tmp_path: Path) -> None:
         from pathlib import Path
         from pytest_gpufabric.launch.protocol import PoolSpec
         from pytest_gpufabric.launch.local import LocalLauncher
-        pool = LocalLauncher().start(PoolSpec("default", 2, "gloo", Path({str(tmp_path)!r}), 30.0))
+        from pytest_gpufabric.launch.wire import Job, Join, encode
+        pool = LocalLauncher().start(PoolSpec("default", 2, "gloo", Path({str(tmp_path)!r}), 300.0, 30.0))
         os.kill(pool.pids[1], signal.SIGSTOP)
-        pool._ranks[0].send({{"op": "collective", "collective": "all_reduce", "nbytes": 4096,
-                              "dtype": "float32", "warmup": 0, "iters": 1, "verify": False, "id": 1}})
+        pool.server._ranks[0].send(Job(1, "all_reduce", 4096, "float32", 0, 1, False))
         print(*pool.pids, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         """
@@ -150,3 +164,57 @@ def test_ranks_leave_when_the_controller_dies(tmp_path: Path) -> None:
     assert wait_gone([blocked], 10), "rank blocked in all_reduce outlived its controller"
     os.kill(frozen, signal.SIGCONT)  # a frozen process runs nothing until continued
     assert wait_gone([frozen], 10)
+
+
+def test_only_ranks_with_the_runs_token_are_heard(pool: LocalPool) -> None:
+    """The controller listens on TCP: a stranger that connects, with a wrong token or with
+    something that is not the protocol, is dropped and changes nothing."""
+    host, _, port = pool.server.address.rpartition(":")
+    strangers = []
+    for line in (
+        encode(Join("not-the-token", 0, 1, "intruder")),
+        b'{"protocol": "gpufabric-rank", "v": 99, "type": "join"}\n',
+        b"GET / HTTP/1.0\r\n\r\n",
+    ):
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(line)
+        strangers.append(sock)
+    results = pool.run(job(Collective.ALL_REDUCE, id=7), "all_reduce with strangers around")
+    assert [r.mismatches for r in results] == [0, 0]
+    refused = "\n".join(pool.server.refused)
+    assert "first message is not a Join with this run's token" in refused
+    assert "gpufabric-rank/99, this side speaks gpufabric-rank/1" in refused
+    assert "not JSON" in refused
+    for sock in strangers:
+        assert sock.recv(1) == b""  # closed by the controller
+        sock.close()
+
+
+def test_rank_zero_binds_the_rendezvous_port_itself(pool: LocalPool) -> None:
+    """No port is picked free and bound later by someone else: rank 0's store listens on a
+    port the kernel gave it, and every rank learned it from the controller."""
+    environ = Path(f"/proc/{pool.pids[1]}/environ").read_bytes().split(b"\0")
+    assert not [e for e in environ if e.startswith(b"MASTER_PORT=")]
+    store = _ports(pool.pids[0], "0A", local=True)  # LISTEN
+    assert store, "rank 0 listens on no TCP port"
+    assert store & _ports(pool.pids[1], "01", local=False)  # rank 1 is connected to it
+
+
+def _ports(pid: int, state: str, *, local: bool) -> set[int]:
+    """Local (or remote) TCP ports of ``pid``'s sockets in ``state`` (/proc/net/tcp: 0A
+    LISTEN, 01 ESTABLISHED)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == state and fields[9] in inodes:
+                    address = fields[1] if local else fields[2]
+                    ports.add(int(address.rsplit(":", 1)[1], 16))
+    return ports

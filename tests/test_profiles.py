@@ -9,7 +9,8 @@ import pytest
 
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.profiles.catalogue import load_catalogue, shipped_profile_dir
-from pytest_gpufabric.profiles.model import ProfileError, load_profile
+from pytest_gpufabric.profiles.model import ProfileError
+from pytest_gpufabric.profiles.parse import load_profile
 
 DATA = Path(__file__).parent / "data" / "profiles"
 BROKEN = DATA / "broken"

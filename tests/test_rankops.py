@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pytest_gpufabric.collectives import Collective, Layout, expected_value, layout, pattern_modulus
+from pytest_gpufabric.launch.wire import FirstMismatch
 from pytest_gpufabric.rank import ops as rankops
 
 CPU = torch.device("cpu")
@@ -41,7 +42,7 @@ def test_check_accepts_exact_result_across_slices(
 ) -> None:
     monkeypatch.setattr(rankops, "SLICE", 7)  # many slices, none aligned with chunks
     buffers, shape, modulus = correct_result(collective, 4, 1, "bfloat16")
-    assert buffers.check(shape, 1, modulus) == {"checked": buffers.recv.numel(), "mismatches": 0}
+    assert buffers.check(shape, 1, modulus) == (buffers.recv.numel(), 0, None)
 
 
 @pytest.mark.parametrize("collective", list(Collective))
@@ -53,9 +54,9 @@ def test_check_reports_first_corrupted_element(
     want = float(buffers.recv[9])
     buffers.recv[9] = want + 1
     buffers.recv[13] = rankops.POISON
-    result = buffers.check(shape, 2, modulus)
-    assert result["mismatches"] == 2
-    assert result["first_mismatch"] == {"index": 9, "got": want + 1, "want": want}
+    _, mismatches, first = buffers.check(shape, 2, modulus)
+    assert mismatches == 2
+    assert first == FirstMismatch(9, want + 1, want)
 
 
 def test_unwritten_output_is_caught() -> None:
@@ -63,9 +64,10 @@ def test_unwritten_output_is_caught() -> None:
     modulus = pattern_modulus("float32", 4)
     buffers = rankops.Buffers(shape, CPU)
     buffers.fill(shape, 0, modulus)  # output poisoned, collective never ran
-    result = buffers.check(shape, 0, modulus)
-    assert result["mismatches"] == 16
-    assert result["first_mismatch"]["got"] == rankops.POISON
+    _, mismatches, first = buffers.check(shape, 0, modulus)
+    assert mismatches == 16
+    assert first is not None
+    assert first.got == rankops.POISON
 
 
 def test_non_root_broadcast_buffer_starts_poisoned() -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.evidence import recorded
-from pytest_gpufabric.launch.protocol import EvidenceMissing, PoolSpec
-from pytest_gpufabric.launch.replay import ReplayLauncher, recorded_inventory, recorded_world
+from pytest_gpufabric.launch.protocol import EvidenceMissing, PoolSpec, Shape
+from pytest_gpufabric.launch.replay import ReplayLauncher, recorded_inventory
+from pytest_gpufabric.launch.wire import Job
 
 RUNS = Path(__file__).parent / "data" / "runs"
 
@@ -52,12 +54,13 @@ def test_fixture_results_json_and_logs(h200_capture: Path) -> None:
     assert m is not None
     assert m.origin == "results JSON"
     assert m.nranks == 4
-    assert recorded_world(run) == (4, 1, "nccl")
+    assert ReplayLauncher(run).shape() == Shape(4, 1, "nccl")
     assert not recorded_inventory(run).known  # nothing in there names the GPUs
 
 
 def test_two_hostid_nodes(h200_capture: Path) -> None:
-    assert recorded_world(recorded.load(h200_capture / "two_node_hostid")) == (4, 2, "nccl")
+    two = ReplayLauncher(recorded.load(h200_capture / "two_node_hostid"))
+    assert two.shape() == Shape(4, 2, "nccl")
 
 
 def test_own_reports_are_preferred(h200_capture: Path, tmp_path: Path) -> None:
@@ -112,16 +115,50 @@ def test_nccl_tests_json(tmp_path: Path) -> None:
 
 def test_replay_pool_answers_from_the_recording(h200_capture: Path) -> None:
     run = recorded.load(h200_capture / "nccl-tests")
-    pool = ReplayLauncher(run).start(PoolSpec("default", 4, "nccl", h200_capture, 1.0))
-    job = {"op": "collective", "collective": "all_gather", "nbytes": 16 << 20, "dtype": "bfloat16",
-           "warmup": 5, "iters": 20, "verify": True}  # fmt: skip
+    pool = ReplayLauncher(run).start(PoolSpec("default", 4, "nccl", h200_capture, 1.0, 1.0))
+    job = Job(1, "all_gather", 16 << 20, "bfloat16", warmup=5, iters=20, verify=True)
     results = pool.run(job, "all_gather 16MiB")
     assert len(results) == 4
-    assert [r["median_ms"] for r in results] == [pytest.approx(0.06679)] * 4
-    assert {r["mismatches"] for r in results} == {0}
+    assert [r.median_ms for r in results] == [pytest.approx(0.06679)] * 4
+    assert {r.mismatches for r in results} == {0}
+    assert pool.run(dataclasses.replace(job, purpose="traffic"), "traffic") == []
     with pytest.raises(EvidenceMissing, match="no recorded measurement of broadcast 16MiB in"):
-        pool.run({**job, "collective": "broadcast"}, "broadcast 16MiB")
+        pool.run(dataclasses.replace(job, collective="broadcast"), "broadcast 16MiB")
     with pytest.raises(EvidenceMissing, match=r"has no network_only run \(it has: default\)"):
         ReplayLauncher(run).start(
-            PoolSpec("network_only", 4, "nccl", h200_capture, 1.0, {"NCCL_P2P_DISABLE": "1"})
+            PoolSpec("network_only", 4, "nccl", h200_capture, 1.0, 1.0, {"NCCL_P2P_DISABLE": "1"})
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "looks"),
+    [
+        ("report.json", '{"schema": "pytest-gpufabric/2", "run": {', "a pytest-gpufabric report"),
+        ("result.json", '{"world": 4, "results": [{"op": "all_reduce"', "a results or nccl-tests"),
+        ("host-after.json", '{"schema": "pytest-gpufabric-host/1", "gpus": [', "a pytest-gpufabric snapshot"),
+    ],
+)  # fmt: skip
+def test_a_truncated_evidence_file_is_an_error_naming_it(
+    h200_capture: Path, tmp_path: Path, name: str, text: str, looks: str
+) -> None:
+    """A broken file next to valid logs must not be ignored: judging without it could pass a
+    run on less evidence than the user gave."""
+    shutil.copytree(h200_capture / "default", tmp_path / "run")
+    (tmp_path / "run" / name).write_text(text)
+    with pytest.raises(recorded.RecordingError) as info:
+        recorded.load(tmp_path / "run")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'run' / name}: looks like {looks}")
+    assert "not valid JSON" in message
+
+
+def test_a_report_of_schema_2_reads_like_schema_1(tmp_path: Path) -> None:
+    v1 = json.loads((RUNS / "2026-11-22-h200x4-A" / "run1.json").read_text())
+    run = dict(v1["run"])
+    node = {k: run.pop(k) for k in ("hostname", "gpu_model", "gpu_count", "driver", "torch_version")}
+    v2 = {**v1, "schema": "pytest-gpufabric/2", "run": {**run, "nodes": [{"name": "n0", **node}]}}
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    two = recorded.load(tmp_path)
+    one = recorded.load(RUNS / "2026-11-22-h200x4-A")
+    assert {k: two.report_facts[k] for k in node} == {k: one.report_facts[k] for k in node}
+    assert len(two.measurements) == len(recorded.load(tmp_path).measurements) > 0

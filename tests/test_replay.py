@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 SUITES = str(REPO / "suites")
 DATA = Path(__file__).parent / "data"
 SEEDS = DATA / "seeds"
+CPU_PROFILES = DATA / "profiles" / "cpu"
 
 
 def replay(
@@ -129,16 +130,24 @@ def test_own_artifacts_bundle_replays(pytester: pytest.Pytester, tmp_path: Path)
     )
     live.assert_outcomes(passed=15, skipped=27)
     assert json.loads((bundle / "report.json").read_text())["run"]["backend"] == "gloo"
+    cpu = (f"--gpufabric-thresholds={CPU_PROFILES}", "--gpufabric-instance=cpu-gloo-2rank")
     again = pytester.runpytest(
         str(REPO / "suites" / "test_correctness.py"), "-p", "no:cacheprovider",
-        f"--gpufabric-replay={bundle}", "--gpufabric-instance=hgx-h200-4gpu",
+        f"--gpufabric-replay={bundle}", *cpu,
     )  # fmt: skip
     again.assert_outcomes(passed=12)
     host = pytester.runpytest(
         str(REPO / "suites" / "test_host.py"), "-p", "no:cacheprovider", "-k", "shm",
-        f"--gpufabric-replay={bundle}", "--gpufabric-instance=hgx-h200-4gpu",
+        f"--gpufabric-replay={bundle}", *cpu,
     )  # fmt: skip
     host.assert_outcomes(passed=2)  # /dev/shm from the snapshot, the ranks' mounts from the report
+    # The recorded node (node.json) is what a replay judges, never the machine replaying it.
+    wrong = pytester.runpytest(
+        str(REPO / "suites" / "test_node.py"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={bundle}", "--gpufabric-instance=hgx-h200-4gpu",
+    )  # fmt: skip
+    wrong.assert_outcomes(passed=1, failed=1)
+    wrong.stdout.fnmatch_lines(["*expects 4 × NVIDIA H200 (*); this node has no GPU visible (*"])
 
 
 def test_replay_errors_are_usage_errors(pytester: pytest.Pytester, tmp_path: Path) -> None:

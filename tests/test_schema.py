@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pytest_gpufabric.collectives import Collective
-from pytest_gpufabric.profiles import model as profiles
+from pytest_gpufabric.profiles import keys as profiles
 from pytest_gpufabric.profiles.catalogue import schema_path, shipped_profile_dir
 
 BROKEN = Path(__file__).parent / "data" / "profiles" / "broken"

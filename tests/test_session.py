@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from launchers import ScriptedLauncher
 
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.evidence.inventory import Gpu, Inventory
-from pytest_gpufabric.launch.local import LocalLauncher
+from pytest_gpufabric.evidence.node import Node
 from pytest_gpufabric.profiles.catalogue import load_catalogue
-from pytest_gpufabric.session.session import FabricSession, inventory_problem
+from pytest_gpufabric.session.cases import correctness_cases
+from pytest_gpufabric.session.session import FabricSession
+from pytest_gpufabric.session.world import inventory_problem
 from pytest_gpufabric.settings import SettingError, resolve
 
 CPU_PROFILES = Path(__file__).parent / "data" / "profiles" / "cpu"
@@ -28,18 +31,21 @@ CPU_NODE = Inventory((), None, "ci", "2.13.0", None, no_gpu_reason="NVML unavail
 
 
 def session(inventory: Inventory, **options: str) -> FabricSession:
+    """The session built for a node with ``inventory``; its launcher is the test launcher,
+    so nothing is read from this machine."""
     cli = {f"gpufabric_{k}": v for k, v in options.items()}
     settings = resolve(cli, {}, {}, cwd=Path("/w"))
-    return FabricSession.build(settings, load_catalogue([CPU_PROFILES]), inventory, LocalLauncher())
+    launcher = ScriptedLauncher([Node(inventory.hostname, inventory)])
+    return FabricSession.build(settings, load_catalogue([CPU_PROFILES]), launcher)
 
 
 def test_auto_picks_the_h200_lab_profile(h200_node: Inventory) -> None:
     s = session(h200_node)
-    assert s.profile is not None
-    assert s.profile.name == "hgx-h200-4gpu"
-    assert (s.backend, s.nranks, s.dtype) == ("nccl", 4, "bfloat16")
-    assert s.profile_reason == "auto: hardware fingerprint 4 × NVIDIA H200 (140.4 GiB)"
-    assert s.inventory_problem is None
+    assert s.world.profile is not None
+    assert s.world.profile.name == "hgx-h200-4gpu"
+    assert (s.world.backend, s.world.nranks, s.world.dtype) == ("nccl", 4, "bfloat16")
+    assert s.world.profile_reason == "auto: hardware fingerprint 4 × NVIDIA H200 (140.4 GiB)"
+    assert s.world.inventory_problem is None
     assert all(s.bandwidth_skip_reason(c) is None for c in s.bandwidth_cases())
 
 
@@ -67,7 +73,7 @@ def test_unknown_instance_type_names_its_source(h200_node: Inventory) -> None:
         "--gpufabric-instance: unknown instance type 'p9.96xlarge' (from --gpufabric-instance); "
         "known: Standard_ND96asr_v4, Standard_ND96isr_H100_v5, "
     )
-    assert ", cpu-gloo-2rank, hgx-h200-4gpu, p4d.24xlarge, " in str(info.value)
+    assert ", cpu-gloo-2rank, cpu-gloo-certify, hgx-h200-4gpu, p4d.24xlarge, " in str(info.value)
 
 
 def test_more_ranks_than_gpus_is_refused(h200_node: Inventory) -> None:
@@ -77,7 +83,7 @@ def test_more_ranks_than_gpus_is_refused(h200_node: Inventory) -> None:
 
 def test_cpu_node_runs_gloo_without_floors() -> None:
     s = session(CPU_NODE)
-    assert (s.profile, s.backend, s.nranks, s.dtype) == (None, "gloo", 2, "float32")
+    assert (s.world.profile, s.world.backend, s.world.nranks, s.world.dtype) == (None, "gloo", 2, "float32")
     case = s.bandwidth_cases()[0]
     reason = s.bandwidth_skip_reason(case)
     assert reason is not None
@@ -87,7 +93,7 @@ def test_cpu_node_runs_gloo_without_floors() -> None:
 
 def test_wrong_node_for_the_profile_is_one_problem(h200_node: Inventory) -> None:
     s = session(h200_node, instance="p4d.24xlarge")
-    problem = s.inventory_problem
+    problem = s.world.inventory_problem
     assert problem is not None
     assert problem.startswith("profile p4d.24xlarge expects 8 × NVIDIA A100-SXM4-40GB (")
     assert problem.endswith("this node has 4 × NVIDIA H200 visible")
@@ -97,9 +103,9 @@ def test_wrong_node_for_the_profile_is_one_problem(h200_node: Inventory) -> None
 
 def test_gpu_profile_on_a_cpu_node(h200_node: Inventory) -> None:
     s = session(CPU_NODE, instance="hgx-h200-4gpu")
-    assert s.backend == "gloo"
-    assert s.inventory_problem == (
-        f"profile hgx-h200-4gpu expects 4 × NVIDIA H200 ({s.profile.file if s.profile else ''}); "
+    assert s.world.backend == "gloo"
+    assert s.world.inventory_problem == (
+        f"profile hgx-h200-4gpu expects 4 × NVIDIA H200 ({s.world.profile.file if s.world.profile else ''}); "
         "this node has no GPU visible (NVML unavailable)"
     )
 
@@ -114,7 +120,7 @@ def test_floors_are_for_the_profiles_rank_count(h200_node: Inventory) -> None:
 
 def test_cpu_profile_gates_gloo() -> None:
     s = session(CPU_NODE, instance="cpu-gloo-2rank")
-    assert (s.backend, s.nranks, s.dtype, s.inventory_problem) == ("gloo", 2, "float32", None)
+    assert (s.world.backend, s.world.nranks, s.world.dtype, s.world.inventory_problem) == ("gloo", 2, "float32", None)
     assert [c.id for c in s.bandwidth_cases()] == ["all_reduce-64KiB", "alltoall-64KiB"]
     assert all(s.bandwidth_skip_reason(c) is None for c in s.bandwidth_cases())
 
@@ -130,8 +136,7 @@ def test_correctness_cases_fall_back_to_float32_when_bf16_cannot_sum_exactly(
 ) -> None:
     s = session(h200_node)
     assert {c.dtype for c in s.correctness_cases()} == {"bfloat16"}
-    s.nranks = 200
-    assert {c.dtype for c in s.correctness_cases()} == {"float32"}
+    assert {c.dtype for c in correctness_cases("nccl", "bfloat16", 200)} == {"float32"}
 
 
 def test_correctness_case_sizes_give_prime_chunks(h200_node: Inventory) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from pytest_gpufabric.evidence.nccl_log import NcclLog, parse_files, parse_text
+from pytest_gpufabric.judge.catalog import CHECKS
 from pytest_gpufabric.judge.judgement import Judgement
-from pytest_gpufabric.judge.nccl import CHECKS, judge_intra_node, judge_nvls
+from pytest_gpufabric.judge.nccl import judge_intra_node, judge_nvls
 from pytest_gpufabric.profiles.catalogue import load_catalogue
 
 SEED = Path(__file__).parent / "data" / "seeds" / "000_c5442fdf6457d6ce.txt"

@@ -8,6 +8,7 @@ from pathlib import Path
 from pytest_gpufabric.collectives import Collective
 from pytest_gpufabric.judge.bandwidth import judge_busbw, judge_correctness
 from pytest_gpufabric.judge.measure import from_results
+from pytest_gpufabric.launch.wire import FirstMismatch, JobResult
 from pytest_gpufabric.profiles.model import Floor
 
 FLOOR = Floor(
@@ -20,20 +21,16 @@ def recorded(h200_capture: Path, op: str, nbytes: int, folder: str = "default") 
     return float(next(r["ms"] for r in data["results"] if r["op"] == op and r["bytes"] == nbytes))
 
 
-def replies(ms: list[float], nbytes: int, mismatches: int = 0) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
+def replies(ms: list[float], nbytes: int, mismatches: int = 0) -> list[JobResult]:
+    out = []
     for rank, t in enumerate(ms):
-        reply: dict[str, object] = {
-            "nbytes": nbytes,
-            "median_ms": t,
-            "checked": 100,
-            "mismatches": 0,
-        }
-        if mismatches and rank == 2:
-            reply.update(
-                mismatches=mismatches, first_mismatch={"index": 7, "got": -1.0, "want": 6.0}
+        bad = mismatches and rank == 2
+        out.append(
+            JobResult(
+                nbytes, median_ms=t, checked=100, mismatches=mismatches if bad else 0,
+                first_mismatch=FirstMismatch(7, -1.0, 6.0) if bad else None,
             )
-        out.append(reply)
+        )  # fmt: skip
     return out
 
 
@@ -87,11 +84,12 @@ def test_wrong_data_fails_a_fast_run_too() -> None:
 
 
 def test_correctness_verdicts() -> None:
-    ok = judge_correctness(from_results(Collective.BROADCAST, "float32", 0, 0, [
-        {"nbytes": 400, "median_ms": None, "checked": 100, "mismatches": 0}] * 2))  # fmt: skip
+    ok = judge_correctness(
+        from_results(Collective.BROADCAST, "float32", 0, 0, [JobResult(400, checked=100)] * 2)
+    )
     assert ok.passed
     assert ok.message == "broadcast 400B: 100 elements exact on 2 ranks"
     unchecked = judge_correctness(
-        from_results(Collective.BROADCAST, "float32", 0, 0, [{"nbytes": 400}] * 2)
+        from_results(Collective.BROADCAST, "float32", 0, 0, [JobResult(400)] * 2)
     )
     assert not unchecked.passed

@@ -76,7 +76,9 @@ def compare(before: Path, after: Path) -> int:
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         lines = done.stdout.strip().splitlines()
-        print("\n".join(lines if done.returncode else lines[-1:]))
+        rows = lines[1:-1]  # header and SAME/DIFFERENT
+        changed = [row for row in rows if len(set(row.split()[1:])) > 1]
+        print("\n".join([lines[0], *changed, lines[-1]] if done.returncode else lines[-1:]))
         differ += done.returncode != 0
     print(f"{differ} capture(s) with different verdicts")
     return 1 if differ else 0

@@ -27,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from ..collectives import Collective
+from ..judge import properties
 from ..launch.protocol import POOL_FILE, POOL_SCHEMA
+from ..report.schema import SCHEMA_PREFIX, run_facts
 from ..runs import DEFAULT
 from . import host_captures
 from .host import HOST_SCHEMA, HostFacts
 from .host import from_json as host_from_json
 from .nccl_log import NcclLog, looks_like_nccl, parse_files
+from .node import NODE_SCHEMA, Node
+from .node import from_json as node_from_json
 
 MAX_FILE_BYTES = 256 << 20  # larger files are not read (a core dump is no evidence)
 
@@ -82,6 +86,7 @@ class RecordedRun:
     reports: list[dict[str, Any]] = field(default_factory=list)  # our own JSON reports
     host: HostFacts | None = None  # from host captures, or a live run's "after" snapshot
     host_before: HostFacts | None = None  # a live run's snapshot before its collectives
+    nodes: list[Node] = field(default_factory=list)  # node probes a live run kept
     ignored: list[tuple[Path, str]] = field(default_factory=list)
     _logs: dict[str, NcclLog] = field(default_factory=dict)
 
@@ -123,7 +128,18 @@ class RecordedRun:
 
     @property
     def report_facts(self) -> dict[str, Any]:
-        return dict(self.reports[0].get("run", {})) if self.reports else {}
+        """The run facts of the first recorded report (report/schema.py: either version)."""
+        return run_facts(self.reports[0]) if self.reports else {}
+
+    @property
+    def rank_shm_devs(self) -> list[int | None]:
+        """st_dev of the /dev/shm each rank saw, as a recorded report keeps it."""
+        devs = str(self.report_facts.get("rank_shm_devs", ""))
+        return [int(d) if d.isdigit() else None for d in devs.split(",")] if devs else []
+
+
+class RecordingError(ValueError):
+    """A file that looks like evidence but cannot be read; the message names it."""
 
 
 def load(directory: Path) -> RecordedRun:
@@ -165,7 +181,12 @@ def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
     if stripped.startswith("{"):
         try:
             data = json.loads(text)
-        except ValueError:
+        except ValueError as exc:
+            looks = next((kind for marker, kind in _JSON_MARKERS if marker in text[:4096]), None)
+            if looks is not None:
+                raise RecordingError(
+                    f"{path}: looks like {looks} but is not valid JSON: {exc}"
+                ) from None
             data = None
         if isinstance(data, dict):
             kind = _json(run, path, data) or _host_json(run, path, data)
@@ -183,7 +204,22 @@ def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
     return kinds
 
 
+# Text in the first 4 KiB that says which kind of JSON a file means to be.
+_JSON_MARKERS = (
+    ('"pytest-gpufabric/', "a pytest-gpufabric report"),
+    ('"pytest-gpufabric-', "a pytest-gpufabric snapshot"),
+    ('"results"', "a results or nccl-tests JSON file"),
+    ('"world"', "a results JSON file"),
+)
+
+
 def _host_json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
+    if data.get("schema") == NODE_SCHEMA:
+        try:
+            run.nodes.append(node_from_json(data, str(path)))
+        except ValueError as exc:
+            raise RecordingError(str(exc)) from None
+        return "node probe"
     if data.get("schema") == HOST_SCHEMA:
         facts = host_from_json(data, str(path))
         if data.get("when") == "before":
@@ -242,25 +278,27 @@ def _nccl_tests_text(run: RecordedRun, path: Path, text: str) -> bool:
 
 
 def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
-    if data.get("schema", "").startswith("pytest-gpufabric/"):
+    if str(data.get("schema", "")).startswith(SCHEMA_PREFIX):
+        tests = data.get("tests", [])
+        if not isinstance(tests, list) or not isinstance(data.get("run", {}), dict):
+            raise RecordingError(f"{path}: a pytest-gpufabric report without a tests list")
         run.reports.append(data)
-        for test in data.get("tests", []):
-            props = test.get("properties", {})
-            collective = _collective(str(props.get("collective", "")))
-            if collective is None or "bytes" not in props:
+        for test in tests:
+            measured = properties.read(test.get("properties", {}) if isinstance(test, dict) else {})
+            if measured is None:
                 continue
             run.measurements.append(
                 RecordedMeasurement(
-                    collective,
-                    int(props["bytes"]),
-                    int(props.get("nranks", 0)),
-                    float(props["time_ms"]) if "time_ms" in props else None,
-                    int(props["mismatches"]) if "mismatches" in props else None,
-                    int(props["checked_elements"]) if "checked_elements" in props else None,
-                    props.get("dtype"),
+                    measured.collective,
+                    measured.nbytes,
+                    measured.nranks,
+                    measured.time_ms,
+                    measured.mismatches,
+                    measured.checked,
+                    measured.dtype,
                     f"{path} ({test.get('nodeid')})",
                     "pytest-gpufabric report",
-                    str(props.get("run", DEFAULT)),
+                    measured.run,
                 )
             )
         return "pytest-gpufabric report"

@@ -6,12 +6,12 @@ facts even when the check passes, so a passing run still documents the node."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..evidence.host import HostFacts, rdma_counts
-from ..profiles.model import TOPOLOGY_DISTANCES, Expectation, HostExpectations
-from .judgement import Finding, Judgement, Property, judged, skipped
+from ..profiles.keys import TOPOLOGY_DISTANCES
+from ..profiles.model import Expectation, HostExpectations
+from .judgement import Finding, Judgement, Property, judged, not_asked, skipped
 
 GIB = 1 << 30
 
@@ -23,15 +23,15 @@ class HostEvidence:
     rank_shm: list[tuple[int, int | None]] | None = None  # (rank, st_dev of /dev/shm)
 
 
-def _cite(exp: Expectation, text: str) -> str:
+def cite(exp: Expectation, text: str) -> str:
     return f"{text} ({exp.cite()})"
 
 
-def _origin(facts: HostFacts, family: str) -> str:
+def origin_of(facts: HostFacts, family: str) -> str:
     return facts.origins.get(family, facts.origin)
 
 
-def _unknown(facts: HostFacts, family: str, what: str) -> Judgement:
+def unknown(facts: HostFacts, family: str, what: str) -> Judgement:
     why = facts.unavailable.get(family) or facts.unavailable.get("nvml") or f"not in {facts.origin}"
     return skipped(f"{what} unknown: {why}")
 
@@ -50,7 +50,7 @@ def judge_shm(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     """/dev/shm is mounted, tmpfs, and at least the profile's size, with that much free."""
     shm = ev.facts.shm
     if shm is None:
-        return _unknown(ev.facts, "shm", "/dev/shm")
+        return unknown(ev.facts, "shm", "/dev/shm")
     props: list[Property] = [("shm_fstype", shm.fstype or "unknown")]
     if shm.size is not None:
         props.append(("shm_size_gib", round(shm.size / GIB, 3)))
@@ -85,7 +85,7 @@ def judge_shm(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                         f"{shm.path} {label} is {_size(value)}, below the minimum of "
                         f"{minimum:g} GiB",
                         (shm.origin,),
-                        _cite(exp.shm_min_gib, f"{label} >= {minimum:g} GiB"),
+                        cite(exp.shm_min_gib, f"{label} >= {minimum:g} GiB"),
                         SHM_REMEDY,
                     )
                 )
@@ -123,7 +123,7 @@ def judge_shm_shared(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     return judged(findings, "all ranks share one /dev/shm", props)
 
 
-# --- fabric manager, NVLink, P2P -------------------------------------------------------------
+# --- fabric manager, PCIe, NICs, RDMA (NVLink and P2P: links.py) -----------------------------
 
 FM_REMEDY = (
     "the NVSwitch fabric is not up: check nvidia-fabricmanager on the host (systemctl status "
@@ -137,13 +137,13 @@ def judge_fabric_manager(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     Completed, status Success). A100 exposes no per-GPU state; there the check requires every
     NVLink active and NVLink P2P OK between all GPUs, which is what the fabric manager enables."""
     if exp.fabric_manager is None or not exp.fabric_manager.value:
-        return skipped("the profile does not require a fabric manager (host.fabric_manager)")
+        return not_asked("the profile does not require a fabric manager (host.fabric_manager)")
     gpus = ev.facts.gpus
     states = Counter(f"{g.fabric_state}/{g.fabric_status}" for g in gpus if g.fabric_state)
     props: list[Property] = [("fabric_states", ", ".join(f"{s}×{n}" for s, n in states.items()))]
     if not gpus or not any(g.fabric_state for g in gpus):
-        return _unknown(ev.facts, "fabric", "fabric state")
-    origin = _origin(ev.facts, "fabric")
+        return unknown(ev.facts, "fabric", "fabric state")
+    origin = origin_of(ev.facts, "fabric")
     if all(g.fabric_state == "Not Supported" for g in gpus):
         inactive = [(g.index, n) for g in gpus for n, link in g.links.items() if not link.active]
         bad_p2p = [
@@ -156,7 +156,7 @@ def judge_fabric_manager(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                     "no per-GPU fabric state on this GPU (pre-Hopper); the NVSwitch fabric is not "
                     f"fully up: inactive links {inactive[:8]}, NVLink P2P not OK for {bad_p2p[:8]}",
                     (origin,),
-                    _cite(exp.fabric_manager, "every NVLink active and NVLink P2P OK"),
+                    cite(exp.fabric_manager, "every NVLink active and NVLink P2P OK"),
                     FM_REMEDY,
                 )
             )
@@ -175,205 +175,11 @@ def judge_fabric_manager(ev: HostEvidence, exp: HostExpectations) -> Judgement:
             Finding(
                 f"{len(bad)} of {len(gpus)} GPUs are not registered with the fabric ({listing})",
                 (origin,),
-                _cite(exp.fabric_manager, "fabric state Completed, status Success on every GPU"),
+                cite(exp.fabric_manager, "fabric state Completed, status Success on every GPU"),
                 FM_REMEDY,
             )
         )
     return judged(findings, f"{len(gpus)} GPUs: fabric Completed/Success", props)
-
-
-def judge_nvlink(ev: HostEvidence, exp: HostExpectations) -> Judgement:
-    """Every NVLink is active, each GPU has the profile's link count and version, and
-    nvidia-smi topo -m shows NV<links> between every GPU pair."""
-    gpus = [g for g in ev.facts.gpus if g.links]
-    if not gpus:
-        return _unknown(ev.facts, "nvlink", "NVLink state")
-    active = {g.index: sum(link.active for link in g.links.values()) for g in gpus}
-    versions = sorted({link.version for g in gpus for link in g.links.values() if link.version})
-    props: list[Property] = [
-        ("nvlinks_per_gpu", ",".join(str(active[g.index]) for g in gpus)),
-        ("nvlink_version", ",".join(versions) or "unknown"),
-    ]
-    origin = _origin(ev.facts, "nvlink")
-    findings = []
-    inactive = [(g.index, n) for g in gpus for n, link in g.links.items() if not link.active]
-    if inactive:
-        findings.append(
-            Finding(
-                f"{len(inactive)} NVLink(s) inactive: "
-                + ", ".join(f"GPU {g} link {n}" for g, n in inactive[:12]),
-                (origin,),
-                "every NVLink active",
-                "an inactive link halves (or worse) the bandwidth through it: check nvidia-smi "
-                "nvlink -s, the fabric manager, and Xid 74 in the kernel log; the GPU or baseboard "
-                "may need service",
-            )
-        )
-    if exp.nvlink_links is not None:
-        want = exp.nvlink_links.integer
-        short = {i: n for i, n in active.items() if n != want}
-        if short:
-            findings.append(
-                Finding(
-                    "active NVLinks per GPU differ from the profile: "
-                    + ", ".join(f"GPU {i}: {n}" for i, n in short.items()),
-                    (origin,),
-                    _cite(exp.nvlink_links, f"{want} active links per GPU"),
-                    "a different GPU/board than the profile describes, or links down (see "
-                    "nvidia-smi nvlink -s)",
-                )
-            )
-        findings += _topology_links(ev.facts, exp.nvlink_links, want)
-    if exp.nvlink_version is not None and versions and versions != [str(exp.nvlink_version.value)]:
-        findings.append(
-            Finding(
-                f"NVLink version {', '.join(versions)}, expected {exp.nvlink_version.value}",
-                (origin,),
-                _cite(exp.nvlink_version, f"NVLink {exp.nvlink_version.value}"),
-                "a different GPU generation than the profile describes",
-            )
-        )
-    return judged(findings, f"{len(gpus)} GPUs, links per GPU {props[0][1]}", props)
-
-
-def _topology_links(facts: HostFacts, exp: Expectation, want: int) -> list[Finding]:
-    gpus = sorted(k for k in facts.topology if k.startswith("GPU"))
-    wrong = [
-        (a, b, facts.topology[a].get(b, "?"))
-        for a in gpus
-        for b in gpus
-        if a < b and facts.topology[a].get(b) != f"NV{want}"
-    ]
-    if not wrong:
-        return []
-    listing = ", ".join(f"{a}-{b}: {cell}" for a, b, cell in wrong[:8])
-    return [
-        Finding(
-            f"nvidia-smi topo -m shows {listing}, not NV{want}",
-            (_origin(facts, "topology"),),
-            _cite(exp, f"NV{want} between every GPU pair"),
-            "GPUs that do not reach each other over all their NVLinks: check the fabric manager "
-            "and nvidia-smi nvlink -s",
-        )
-    ]
-
-
-def judge_nvlink_errors(ev: HostEvidence, exp: HostExpectations) -> Judgement:
-    """NVLink error counters while the suite's collectives ran: replay and recovery errors may
-    not grow beyond the profile's count per link, CRC errors not beyond its rate per second
-    and link (DCGM's form: healthy H200 links under load log a few CRC data errors a second,
-    corrected without replay). Absolute counts are not judged: healthy links carry old counts."""
-    limits = {"replay": exp.max_replay, "recovery": exp.max_recovery}
-    if exp.max_crc_per_s is None and all(v is None for v in limits.values()):
-        return skipped("the profile sets no host.nvlink_errors")
-    if ev.before is None:
-        return skipped(
-            "NVLink counters are judged as increases over a live run; no 'before' reading"
-        )
-    before, after = ev.before.link_counters(), ev.facts.link_counters()
-    if not after:
-        return _unknown(ev.facts, "nvlink", "NVLink error counters")
-    growth: Counter[tuple[int, int, str]] = Counter()
-    for (gpu, link, name), value in after.items():
-        kind = "crc" if name.startswith("crc") else name
-        growth[(gpu, link, kind)] += max(value - before.get((gpu, link, name), value), 0)
-    totals = Counter({"crc": 0, "replay": 0, "recovery": 0})
-    for (_, _, kind), value in growth.items():
-        totals[kind] += value
-    props: list[Property] = [(f"nvlink_{kind}_increase", n) for kind, n in totals.items()]
-    seconds = None
-    if ev.before.taken_at is not None and ev.facts.taken_at is not None:
-        seconds = max(ev.facts.taken_at - ev.before.taken_at, 1e-3)
-        peak = max((n for (_, _, k), n in growth.items() if k == "crc"), default=0)
-        props += [
-            ("nvlink_interval_s", round(seconds, 1)),
-            ("nvlink_crc_per_s_max", round(peak / seconds, 2)),
-        ]
-    where = (f"before: {ev.before.origin}", f"after: {ev.facts.origin}")
-    remedy = (
-        "a link that logs errors under load is marginal: watch nvidia-smi nvlink -e and the "
-        "kernel log (Xid 74); replay and recovery errors cost bandwidth and can hang jobs"
-    )
-    findings = []
-    for kind, exp_limit in limits.items():
-        if exp_limit is None:
-            continue
-        over = [
-            (g, link, n)
-            for (g, link, k), n in growth.items()
-            if k == kind and n > exp_limit.integer
-        ]
-        if over:
-            listing = ", ".join(f"GPU {g} link {link}: +{n}" for g, link, n in over[:8])
-            findings.append(
-                Finding(
-                    f"NVLink {kind} errors grew during the run: {listing}",
-                    where,
-                    _cite(exp_limit, f"at most +{exp_limit.integer} per link"),
-                    remedy,
-                )
-            )
-    if exp.max_crc_per_s is not None and seconds is not None:
-        rate = exp.max_crc_per_s.number
-        over = [
-            (g, link, n) for (g, link, k), n in growth.items() if k == "crc" and n / seconds > rate
-        ]
-        if over:
-            listing = ", ".join(
-                f"GPU {g} link {link}: +{n} ({n / seconds:.0f}/s)" for g, link, n in over[:8]
-            )
-            findings.append(
-                Finding(
-                    f"NVLink CRC errors above {rate:g}/s over {seconds:.1f} s: {listing}",
-                    where,
-                    _cite(exp.max_crc_per_s, f"at most {rate:g} CRC errors per second and link"),
-                    remedy,
-                )
-            )
-    return judged(findings, "NVLink error counters steady", props)
-
-
-P2P_LEGEND = {"OK": "OK", "CNS": "chipset not supported", "GNS": "GPU not supported",
-              "TNS": "topology not supported", "DR": "disabled by regkey", "NS": "not supported",
-              "U": "unknown"}  # fmt: skip
-
-
-def judge_p2p(ev: HostEvidence, exp: HostExpectations) -> Judgement:
-    """NVML reports the profile's P2P capabilities (read, write, NVLink, atomics) OK between
-    every pair of GPUs: what NCCL's P2P transport checks before it uses P2P."""
-    if exp.p2p is None:
-        return skipped("the profile sets no host.p2p")
-    if not ev.facts.p2p:
-        return _unknown(ev.facts, "p2p", "P2P capability")
-    caps = exp.p2p.names
-    bad = [
-        (a, b, cap, status.get(cap, "unread"))
-        for (a, b), status in sorted(ev.facts.p2p.items())
-        for cap in caps
-        if status.get(cap) != "OK"
-    ]
-    summary = Counter(
-        f"{cap}={status.get(cap, '-')}" for status in ev.facts.p2p.values() for cap in caps
-    )
-    props: list[Property] = [
-        ("p2p_pairs", len(ev.facts.p2p)),
-        ("p2p_status", ", ".join(f"{k}×{n}" for k, n in sorted(summary.items()))),
-    ]
-    findings = []
-    if bad:
-        listing = ", ".join(
-            f"GPU{a}->GPU{b} {cap}: {P2P_LEGEND.get(s, s)}" for a, b, cap, s in bad[:8]
-        )
-        findings.append(
-            Finding(
-                f"{len(bad)} P2P capabilities not OK: {listing}",
-                (_origin(ev.facts, "p2p"),),
-                _cite(exp.p2p, f"{', '.join(caps)} OK between every GPU pair"),
-                "NCCL will not use P2P where NVML says it cannot: check the fabric manager, "
-                "nvidia-smi topo -p2p r/w/n/a, and (in VMs) that peer-to-peer is passed through",
-            )
-        )
-    return judged(findings, f"{len(ev.facts.p2p)} GPU pairs: {', '.join(caps)} OK", props)
 
 
 def judge_pcie(ev: HostEvidence, exp: HostExpectations) -> Judgement:
@@ -381,12 +187,12 @@ def judge_pcie(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     the profile's. The current generation is recorded, not judged: idle GPUs lower it."""
     gpus = [g for g in ev.facts.gpus if g.pcie_width is not None or g.pcie_gen_max is not None]
     if not gpus:
-        return _unknown(ev.facts, "gpus", "PCIe link state")
+        return unknown(ev.facts, "gpus", "PCIe link state")
     props: list[Property] = [
         ("pcie_gen", ",".join(f"{g.pcie_gen}/{g.pcie_gen_max}" for g in gpus)),
         ("pcie_width", ",".join(f"x{g.pcie_width}/x{g.pcie_width_max}" for g in gpus)),
     ]
-    origin = _origin(ev.facts, "gpus")
+    origin = origin_of(ev.facts, "gpus")
     findings = []
     narrow = [
         g for g in gpus if g.pcie_width and g.pcie_width_max and g.pcie_width < g.pcie_width_max
@@ -423,7 +229,7 @@ def judge_pcie(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                 Finding(
                     f"PCIe link {what} below the profile: {listing}",
                     (origin,),
-                    _cite(limit, spell.format(limit.integer)),
+                    cite(limit, spell.format(limit.integer)),
                     remedy,
                 )
             )
@@ -434,9 +240,9 @@ def judge_nic_affinity(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     """Every GPU has an RDMA NIC close to it (nvidia-smi topo -m distance PIX or PXB, as on
     p4d/p5), so GPUDirect RDMA does not cross the CPU."""
     if exp.nic_affinity is None:
-        return skipped("the profile sets no host.nic_affinity (no RDMA NICs expected)")
+        return not_asked("the profile sets no host.nic_affinity (no RDMA NICs expected)")
     if not ev.facts.topology:
-        return _unknown(ev.facts, "topology", "GPU-NIC distances")
+        return unknown(ev.facts, "topology", "GPU-NIC distances")
     allowed = TOPOLOGY_DISTANCES.index(str(exp.nic_affinity.value))
     nearest: dict[str, str] = {}
     for gpu, row in sorted(ev.facts.topology.items()):
@@ -456,8 +262,8 @@ def judge_nic_affinity(ev: HostEvidence, exp: HostExpectations) -> Judgement:
             Finding(
                 "GPUs without a close NIC: "
                 + ", ".join(f"{g} nearest {d}" for g, d in far.items()),
-                (_origin(ev.facts, "topology"),),
-                _cite(
+                (origin_of(ev.facts, "topology"),),
+                cite(
                     exp.nic_affinity, f"a NIC at {exp.nic_affinity.value} or closer for every GPU"
                 ),
                 "RDMA NICs missing from the container (request them from the device plugin), or "
@@ -473,7 +279,7 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     open kernel modules)."""
     wanted = [exp.rdma_kind, exp.rdma_devices, exp.memlock_unlimited, exp.rdma_gdr]
     if all(e is None for e in wanted):
-        return skipped("the profile sets no host.rdma (no RDMA network expected)")
+        return not_asked("the profile sets no host.rdma (no RDMA network expected)")
     facts = ev.facts
     props: list[Property] = [
         ("rdma_devices", ",".join(f"{n}({d})" for n, d in facts.rdma_devices) or "none"),
@@ -486,8 +292,8 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
         ("dmabuf", facts.dmabuf if facts.dmabuf is not None else "unknown"),
     ]
     if facts.memlock is None and not facts.rdma_devices:
-        return _unknown(facts, "rdma", "RDMA devices and limits")
-    origin = _origin(facts, "rdma")
+        return unknown(facts, "rdma", "RDMA devices and limits")
+    origin = origin_of(facts, "rdma")
     findings = []
     if exp.rdma_devices is not None:
         kind = str(exp.rdma_kind.value) if exp.rdma_kind is not None else None
@@ -498,7 +304,7 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                 Finding(
                     f"{count} {kind or 'RDMA'} device(s) in the container, expected {want}",
                     (origin, f"/sys/class/infiniband: {props[0][1]}"),
-                    _cite(exp.rdma_devices, f"{want} {kind or 'RDMA'} devices"),
+                    cite(exp.rdma_devices, f"{want} {kind or 'RDMA'} devices"),
                     "request every NIC from the device plugin (vpc.amazonaws.com/efa on EKS, "
                     "rdma/ib for InfiniBand) and check the efa / ib_uverbs kernel modules",
                 )
@@ -512,7 +318,7 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
             Finding(
                 f"memlock limit is {facts.memlock} bytes, not unlimited",
                 ("RLIMIT_MEMLOCK of this process (inherited by the ranks)",),
-                _cite(exp.memlock_unlimited, "ulimit -l unlimited"),
+                cite(exp.memlock_unlimited, "ulimit -l unlimited"),
                 "RDMA registers GPU and host memory: run with ulimit -l unlimited (Docker "
                 "--ulimit memlock=-1; Kubernetes: the IPC_LOCK capability and the node's "
                 "containerd "
@@ -525,7 +331,7 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
                 "no GPUDirect RDMA support: nvidia_peermem is not loaded and dma-buf is not "
                 "available",
                 (f"kernel {facts.kernel}, {origin}",),
-                _cite(
+                cite(
                     exp.rdma_gdr,
                     "nvidia_peermem loaded or dma-buf (kernel >= 5.12, open kernel modules)",
                 ),
@@ -537,14 +343,3 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     return judged(findings, "RDMA devices, memlock and GPUDirect RDMA as expected", props)
 
 
-HOST_CHECKS: dict[str, Callable[[HostEvidence, HostExpectations], Judgement]] = {
-    "shm": judge_shm,
-    "shm_shared": judge_shm_shared,
-    "fabric_manager": judge_fabric_manager,
-    "nvlink": judge_nvlink,
-    "nvlink_errors": judge_nvlink_errors,
-    "p2p": judge_p2p,
-    "pcie": judge_pcie,
-    "nic_affinity": judge_nic_affinity,
-    "rdma": judge_rdma,
-}

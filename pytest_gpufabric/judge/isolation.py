@@ -8,25 +8,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..evidence.nccl_log import Connection, NcclLog
+from ..evidence.topology import connections, env_facts, pairs_text, transport_counts
 from ..profiles.model import NcclExpectations
-from ..runs import NETWORK_ONLY_ENV, NVLINK_ONLY_ENV
-from .judgement import Finding, Judgement, Property, judged, skipped
+from ..runs import KINDS, NETWORK_ONLY, NVLINK_ONLY
+from .judgement import Finding, Judgement, Property, judged, not_asked, skipped
 from .nccl import (
     EXAMPLES,
     connection_evidence,
-    connections,
-    env_facts,
     judge_p2p_mode,
     judge_paths,
-    network_findings,
     no_connections_reason,
-    pairs_text,
-    transport_counts,
     unknown_via,
 )
+from .network import network_findings
+
+NETWORK_ONLY_ENV = KINDS[NETWORK_ONLY].env
+NVLINK_ONLY_ENV = KINDS[NVLINK_ONLY].env
 
 
 def _props(conns: Sequence[Connection], run: str) -> list[Property]:
@@ -44,7 +44,7 @@ def judge_network_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
     if not conns:
         return skipped(no_connections_reason(log), props)
     if exp.networks is None:
-        return skipped("the profile sets no nccl.network.names", props)
+        return not_asked("the profile sets no nccl.network.names", props)
     settings = env_facts(log, NETWORK_ONLY_ENV)
     findings = unknown_via(log) + network_findings(
         log,
@@ -89,9 +89,3 @@ def judge_nvlink_only(log: NcclLog, exp: NcclExpectations) -> Judgement:
         findings += mode.findings
     props += list(mode.properties)
     return judged(findings, f"{len(conns)} connections over P2P", props)
-
-
-ISOLATION_CHECKS: dict[str, Callable[[NcclLog, NcclExpectations], Judgement]] = {
-    "network_only": judge_network_only,
-    "nvlink_only": judge_nvlink_only,
-}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..collectives import Collective
+from ..launch.wire import JobResult
 from ..units import format_size
 
 
@@ -64,27 +64,27 @@ def bandwidth(
 
 
 def from_results(
-    collective: Collective, dtype: str, warmup: int, iters: int, results: Sequence[dict[str, Any]]
+    collective: Collective, dtype: str, warmup: int, iters: int, results: Sequence[JobResult]
 ) -> Measurement:
     """Combine the replies of every rank (index = rank) to one collective job."""
-    medians = tuple(float(r["median_ms"]) for r in results if r.get("median_ms") is not None)
+    medians = tuple(r.median_ms for r in results if r.median_ms is not None)
     if medians and len(medians) != len(results):
         raise ValueError("some ranks timed the collective and others did not")
     first: Mismatch | None = None
     for rank, reply in enumerate(results):
-        bad = reply.get("first_mismatch")
-        if bad and first is None:
-            first = Mismatch(rank, int(bad["index"]), float(bad["got"]), float(bad["want"]))
+        bad = reply.first_mismatch
+        if bad is not None and first is None:
+            first = Mismatch(rank, bad.index, bad.got, bad.want)
     return Measurement(
         collective=collective,
-        nbytes=int(results[0]["nbytes"]),
+        nbytes=results[0].nbytes,
         dtype=dtype,
         nranks=len(results),
         warmup=warmup,
         iters=iters,
         rank_median_ms=medians,
-        checked=int(results[0].get("checked", 0)),
-        mismatches=sum(int(r.get("mismatches", 0)) for r in results),
+        checked=results[0].checked,
+        mismatches=sum(r.mismatches for r in results),
         first_mismatch=first,
-        recorded=results[0].get("recorded"),
+        recorded=results[0].recorded,
     )

@@ -47,10 +47,16 @@ def rank_environment(
     rank: int,
     nranks: int,
     backend: str,
-    port: int,
-    timeout: float,
+    controller: str,
+    token: str,
+    rank_addr: str,
+    startup_timeout: float,
+    job_timeout: float,
     log_dir: Path,
 ) -> dict[str, str]:
+    """The environment of one rank. ``controller`` (host:port) and ``token`` let it join the
+    pool (launch/wire.py); ``rank_addr`` is where the other ranks reach it (rank 0 serves the
+    rendezvous store there)."""
     for name in PROTECTED:
         if name in base and name in overrides and overrides[name] != base[name]:
             raise ValueError(
@@ -63,10 +69,12 @@ def rank_environment(
         WORLD_SIZE=str(nranks),
         LOCAL_RANK=str(rank),
         LOCAL_WORLD_SIZE=str(nranks),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        GPUFABRIC_BACKEND=backend,
-        GPUFABRIC_TIMEOUT=str(timeout),
+        GPUFABRIC_RANK_CONTROLLER=controller,
+        GPUFABRIC_RANK_TOKEN=token,
+        GPUFABRIC_RANK_ADDR=rank_addr,
+        GPUFABRIC_RANK_BACKEND=backend,
+        GPUFABRIC_RANK_STARTUP_TIMEOUT=str(startup_timeout),
+        GPUFABRIC_RANK_JOB_TIMEOUT=str(job_timeout),
     )
     env.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: N ranks must not each take every core
     if env.get("NCCL_DEBUG", "").upper() not in ("INFO", "TRACE"):

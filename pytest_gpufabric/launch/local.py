@@ -1,9 +1,10 @@
-"""Ranks as local processes: one ``python -m pytest_gpufabric.rank.worker`` per rank.
+"""Ranks as local processes: one ``python -m pytest_gpufabric.rank.worker`` per rank, talking
+to the controller over TCP on 127.0.0.1 (controller.py, wire.py).
 
-Each rank gets two inherited pipes (jobs in, results out) and its own session (process
-group), so a terminal's Ctrl-C reaches only pytest, which then stops the ranks itself. The
-controller waits on all result pipes with one selector and a deadline: a rank that exits,
-hangs or never joins is named in a RankFailure within the timeout, and the pool is killed.
+Each rank runs in its own session (process group), so a terminal's Ctrl-C reaches only
+pytest, which then stops the ranks itself; a rank whose controller disappears (even by
+SIGKILL) sees its connection close and exits. The node is this machine: its facts are read
+in process (evidence/probe.py), as the ranks would see them.
 """
 
 from __future__ import annotations
@@ -11,23 +12,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..evidence.host import HostFacts, collect
 from ..evidence.nccl_log import NcclLog, parse_files
+from ..evidence.node import Node
+from ..evidence.probe import probe
+from .controller import RankServer
 from .environment import nccl_log_name, rank_environment
-from .protocol import POOL_FILE, Message, PoolSpec, RankFailure, RankProblem
+from .protocol import POOL_FILE, PoolSpec, Shape
+from .wire import Job, JobResult, RankHello
 
 TAIL_LINES = 15
-_GRACE_AFTER_TROUBLE_S = 3.0  # after a death or an error, let the others report their side
-_EXIT_GRACE_S = 10.0
+EXIT_GRACE_S = 10.0
 _PROC_STATES = {
     "R": "running",
     "S": "sleeping",
@@ -36,16 +40,6 @@ _PROC_STATES = {
     "t": "stopped by a tracer",
     "Z": "zombie",
 }
-
-
-def _ranks(ranks: list[int]) -> str:
-    return f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -77,47 +71,26 @@ def process_state(pid: int) -> str:
     return _PROC_STATES.get(code, f"state {code}")
 
 
-@dataclass
-class _Rank:
-    rank: int
-    process: subprocess.Popen[bytes]
-    commands: IO[str]
-    results_fd: int
-    log: IO[bytes]
-    out_path: Path
-    nccl_path: Path
-    buffer: bytes = b""
-    eof: bool = False
-    messages: list[Message] = field(default_factory=list)
-
-    def send(self, message: Message) -> bool:
-        try:
-            self.commands.write(json.dumps(message) + "\n")
-            self.commands.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            return False
-        return True
-
-    def read(self) -> None:
-        try:
-            chunk = os.read(self.results_fd, 1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        self.messages.extend(json.loads(line) for line in lines if line.strip())
-
-
 class LocalLauncher:
     name = "local"
 
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self._node: Node | None = None
+
+    def nodes(self, *, detect: bool) -> Sequence[Node]:
+        if self._node is None or (detect and self._node.rdma is None):
+            self._node = probe(self.environ, detect=detect)
+        return [self._node]
+
+    def shape(self) -> Shape | None:
+        return None
+
+    def read_host(self, node: Node, when: str) -> HostFacts:
+        return collect([g.index for g in node.inventory.gpus])
+
     def start(self, spec: PoolSpec) -> LocalPool:
-        pool = LocalPool(spec)
+        pool = LocalPool(spec, self.environ)
         try:
             pool.start()
         except BaseException:
@@ -125,21 +98,30 @@ class LocalLauncher:
             raise
         return pool
 
+    def close(self) -> None:
+        """Nothing is held between pools."""
+
+
+@dataclass
+class _Rank:
+    rank: int
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    out_path: Path
+    nccl_path: Path
+
 
 class LocalPool:
-    recorded = False
-
-    def __init__(self, spec: PoolSpec) -> None:
+    def __init__(self, spec: PoolSpec, environ: dict[str, str]) -> None:
         self.spec = spec
+        self.environ = environ
         self._ranks: list[_Rank] = []
-        self._hello: list[Message] = []
-        self._next_id = 0
         self._killed = False
-        self.broken: str | None = None
+        self.server = RankServer(spec.name, spec.nranks, self)
 
     @property
-    def hello(self) -> list[Message]:
-        return self._hello
+    def hello(self) -> Sequence[RankHello]:
+        return self.server.hello
 
     @property
     def pids(self) -> list[int]:
@@ -151,149 +133,77 @@ class LocalPool:
         (self.spec.directory / POOL_FILE).write_text(
             json.dumps(self.spec.record(), indent=1) + "\n"
         )
-        port = free_port()
         for rank in range(self.spec.nranks):
-            self._ranks.append(self._spawn(rank, port))
-        self._hello = self._collect(0, "start-up (import torch, join the process group)")
+            self._ranks.append(self._spawn(rank))
+        self.server.start(self.spec.startup_timeout)
 
-    def _spawn(self, rank: int, port: int) -> _Rank:
+    def _spawn(self, rank: int) -> _Rank:
         spec = self.spec
-        cmd_read, cmd_write = os.pipe()
-        res_read, res_write = os.pipe()
         env = rank_environment(
-            os.environ,
+            self.environ,
             spec.environment(rank),
             rank=rank,
             nranks=spec.nranks,
             backend=spec.backend,
-            port=port,
-            timeout=spec.timeout,
+            controller=self.server.address,
+            token=self.server.token,
+            rank_addr="127.0.0.1",
+            startup_timeout=spec.startup_timeout,
+            job_timeout=spec.job_timeout,
             log_dir=spec.directory,
         )
-        env["GPUFABRIC_CMD_FD"], env["GPUFABRIC_RESULT_FD"] = str(cmd_read), str(res_write)
         out_path = spec.directory / f"rank{rank}.out.log"
         log = out_path.open("wb")
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_gpufabric.rank.worker"],
-                env=env,
-                cwd=spec.directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(cmd_read, res_write),
-                start_new_session=True,
-            )
-        finally:
-            os.close(cmd_read)
-            os.close(res_write)
-        os.set_blocking(res_read, False)
-        return _Rank(
-            rank,
-            process,
-            os.fdopen(cmd_write, "w", encoding="utf-8"),
-            res_read,
-            log,
-            out_path,
-            spec.directory / nccl_log_name(rank),
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_gpufabric.rank.worker"],
+            env=env,
+            cwd=spec.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        return _Rank(rank, process, log, out_path, spec.directory / nccl_log_name(rank))
 
-    def run(self, job: Message, what: str) -> list[Message]:
-        if self.broken is not None:
-            raise RankFailure(self.spec.name, what, f"pool is down: {self.broken}", [])
-        self._next_id += 1
-        message = {**job, "id": self._next_id}
-        for rank in self._ranks:
-            rank.send(message)  # a dead rank shows up in _collect
-        return self._collect(self._next_id, what)
-
-    def _collect(self, job_id: int, what: str) -> list[Message]:
-        deadline = time.monotonic() + self.spec.timeout
-        replies: dict[int, Message] = {}
-        selector = selectors.DefaultSelector()
-        for rank in self._ranks:
-            if not rank.eof:
-                selector.register(rank.results_fd, selectors.EVENT_READ, rank)
-        trouble: float | None = None
+    def run(self, job: Job, what: str) -> list[JobResult]:
         try:
-            while len(replies) < len(self._ranks):
-                now = time.monotonic()
-                limit = (
-                    deadline if trouble is None else min(deadline, trouble + _GRACE_AFTER_TROUBLE_S)
-                )
-                if now >= limit:
-                    break
-                for key, _ in selector.select(timeout=min(limit - now, 0.25)):
-                    rank = key.data
-                    rank.read()
-                    if rank.eof:
-                        selector.unregister(rank.results_fd)
-                    for reply in rank.messages:
-                        if reply.get("id") == job_id:
-                            replies[rank.rank] = reply
-                    rank.messages.clear()
-                if trouble is None and any(
-                    (r.rank not in replies and r.process.poll() is not None)
-                    or not replies.get(r.rank, {"ok": True})["ok"]
-                    for r in self._ranks
-                ):
-                    trouble = time.monotonic()
-        finally:
-            selector.close()
-        failed = [r for r in self._ranks if not replies.get(r.rank, {}).get("ok", False)]
-        if not failed:
-            return [replies[r.rank]["result"] for r in self._ranks]
-        problems = [self._problem(r, replies.get(r.rank)) for r in failed]
-        silent = [r for r in self._ranks if r.rank not in replies]
-        dead = [r.rank for r in silent if r.process.poll() is not None]
-        hung = [r.rank for r in silent if r.process.poll() is None]
-        errors = [r.rank for r in failed if r.rank in replies]
-        parts = []
-        if dead:
-            parts.append(f"{_ranks(dead)} died")
-        if hung:
-            parts.append(
-                f"{_ranks(hung)} did not finish "
-                + (
-                    f"within {self.spec.timeout:g} s"
-                    if trouble is None
-                    else "after the others failed"
-                )
-            )
-        if errors:
-            parts.append(f"{_ranks(errors)} reported an error")
-        summary = "; ".join(parts) + f" (of {len(self._ranks)} ranks)"
-        self.broken = f"{what}: {summary}"
-        self.kill()
-        raise RankFailure(self.spec.name, what, summary, problems)
+            return self.server.run(job, what, self.spec.job_timeout)
+        except BaseException:
+            self.kill()
+            raise
 
-    def _problem(self, rank: _Rank, reply: Message | None) -> RankProblem:
-        code = rank.process.poll()
-        if reply is not None:
-            state = f"error: {reply.get('error')}"
-        elif code is not None:
-            state = f"no reply: {describe_exit(code)}"
-        else:
-            state = (
-                f"no reply: process {rank.process.pid} alive ({process_state(rank.process.pid)})"
-            )
-        rank.log.flush()
-        logs = [(rank.out_path, tail(rank.out_path))]
-        if rank.nccl_path.exists():
-            logs.append((rank.nccl_path, tail(rank.nccl_path)))
-        return RankProblem(rank.rank, state, logs)
+    # --- RankWatch: what the controller asks about a rank ------------------------------------
+
+    def exited(self, rank: int) -> str | None:
+        if rank >= len(self._ranks):
+            return "never started"
+        code = self._ranks[rank].process.poll()
+        return None if code is None else describe_exit(code)
+
+    def describe(self, rank: int) -> str:
+        pid = self._ranks[rank].process.pid
+        return f"process {pid} alive ({process_state(pid)})"
+
+    def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
+        if rank >= len(self._ranks):
+            return ()
+        entry = self._ranks[rank]
+        entry.log.flush()
+        logs = [(entry.out_path, tail(entry.out_path))]
+        if entry.nccl_path.exists():
+            logs.append((entry.nccl_path, tail(entry.nccl_path)))
+        return logs
+
+    # --- evidence and the end ----------------------------------------------------------------
 
     def nccl_log(self) -> NcclLog:
-        for rank in self._ranks:
-            rank.log.flush()
         return parse_files(sorted(self.spec.directory.glob(nccl_log_name("*"))))
 
     def close(self) -> None:
         """Ask every rank to leave; whatever has not gone after a grace period is killed."""
-        if self.broken is None:
-            for rank in self._ranks:
-                rank.send({"op": "exit", "id": -1})
-            deadline = time.monotonic() + _EXIT_GRACE_S
+        if self.server.broken is None and not self._killed:
+            self.server.say_goodbye()
+            deadline = time.monotonic() + EXIT_GRACE_S
             for rank in self._ranks:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     rank.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
@@ -310,8 +220,6 @@ class LocalPool:
         for rank in self._ranks:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 rank.process.wait(timeout=10)
-            for close in (rank.commands.close, rank.log.close):
-                with contextlib.suppress(OSError):
-                    close()
             with contextlib.suppress(OSError):
-                os.close(rank.results_fd)
+                rank.log.close()
+        self.server.close()

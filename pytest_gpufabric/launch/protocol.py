@@ -1,29 +1,38 @@
-"""The one interface every launcher (local processes, Kubernetes pods, replay of recorded
-runs) offers to the rest of the plugin."""
+"""The one interface every launcher offers to the rest of the plugin (local processes, replay
+of a recorded run, and later Kubernetes pods or Slurm): a launcher says what its nodes are
+(each as read where the ranks run), reads their host facts, and starts rank pools. A pool
+answers jobs (launch/wire.py) and hands over its ranks' NCCL debug output.
+
+Launchers are chosen by name (registry.py, ``--gpufabric-launcher``) or supplied by another
+plugin through the ``pytest_gpufabric_make_launcher`` hook (hookspecs.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
+from ..evidence.node import Node
+from .wire import Job, JobResult, RankHello
 
-Message = dict[str, Any]
 POOL_SCHEMA = "pytest-gpufabric-pool/1"
 POOL_FILE = "pool.json"
 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """A set of ranks sharing one environment; tests with other NCCL settings get another."""
+    """A set of ranks sharing one environment; a run with other NCCL settings gets another."""
 
-    name: str  # "default", or the overrides spelled out, e.g. "NCCL_P2P_DISABLE=1"
+    name: str  # the run's pool: "default", "network_only", ...
     nranks: int
     backend: str  # "nccl" or "gloo"
     directory: Path  # this pool's artifacts: per-rank output and NCCL debug logs
-    timeout: float  # seconds for start-up and for each job
+    startup_timeout: float  # seconds to start, import, rendezvous and join the process group
+    job_timeout: float  # seconds for each job once the pool runs
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the caller's environment
     rank_env: Sequence[Mapping[str, str]] = ()  # per rank, on top of env (e.g. NCCL_HOSTID)
 
@@ -44,11 +53,18 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """Ranks, NCCL nodes and backend of a run the launcher decides itself (a recording)."""
+
+    nranks: int
+    nodes: int
+    backend: str
+
+
+@dataclass(frozen=True)
 class RankProblem:
     rank: int
-    state: (
-        str  # "no reply (process alive, sleeping)", "exited with code -9 (SIGKILL)", "error: ..."
-    )
+    state: str  # "no reply: exited on signal SIGKILL", "error: ...", "no reply: process 9 alive"
     logs: Sequence[tuple[Path, str]] = ()  # (file, its last lines)
 
 
@@ -82,15 +98,15 @@ class EvidenceMissing(Exception):
 
 class RankPool(Protocol):
     spec: PoolSpec
-    recorded: bool  # True when the pool replays a recorded run instead of running ranks
 
     @property
-    def hello(self) -> list[Message]:
+    def hello(self) -> Sequence[RankHello]:
         """What each rank reported after joining (host, pid, versions, device), by rank."""
 
-    def run(self, job: Message, what: str) -> list[Message]:
+    def run(self, job: Job, what: str) -> list[JobResult]:
         """Send ``job`` to every rank; return the results by rank or raise RankFailure
-        (EvidenceMissing when a recorded run has nothing for this job)."""
+        (EvidenceMissing when a recorded run has nothing for this job). A "traffic" job's
+        results may be empty."""
 
     def nccl_log(self) -> NcclLog:
         """What the ranks' NCCL debug output says so far."""
@@ -102,5 +118,20 @@ class RankPool(Protocol):
 class Launcher(Protocol):
     name: str
 
+    def nodes(self, *, detect: bool) -> Sequence[Node]:
+        """The nodes the ranks will run on, each read where the ranks run. ``detect``: also
+        what auto-detection looks at (node label, DMI product name, RDMA devices)."""
+
+    def shape(self) -> Shape | None:
+        """The run's ranks, nodes and backend when the launcher decides them (a recording);
+        None: the session decides from the options and the nodes."""
+
+    def read_host(self, node: Node, when: str) -> HostFacts | None:
+        """The host facts of ``node`` now (``when``: "before" or "after" the collectives);
+        None when there is no such reading (a recording without it)."""
+
     def start(self, spec: PoolSpec) -> RankPool:
         """Start ``spec.nranks`` ranks and wait until all joined; RankFailure otherwise."""
+
+    def close(self) -> None:
+        """Release whatever the launcher holds (pools are closed by their owner)."""

@@ -1,17 +1,26 @@
-"""A "pool" that replays a recorded run: collective jobs are answered from recorded
-measurements (nccl-tests, this plugin's reports, results JSON), NCCL evidence comes from the
-recorded logs, and nothing is launched. Used with ``--gpufabric-replay DIR``."""
+"""The launcher of ``--gpufabric-replay DIR``: nothing is launched. The node is the recorded
+one (a node probe in a bundle, else what the recording says about its GPUs), a pool's ranks
+are those of the recorded NCCL logs, collective jobs are answered from recorded measurements
+(this plugin's reports, nccl-tests, results JSON), host facts from recorded snapshots and
+captures, and NCCL evidence from the recorded logs of the same run.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..collectives import Collective
+from ..evidence.host import HostFacts
 from ..evidence.inventory import Gpu, Inventory
 from ..evidence.nccl_log import NcclLog
+from ..evidence.node import Node
 from ..evidence.recorded import RecordedRun
-from ..judge.nccl import comm_groups
+from ..evidence.topology import comm_groups
+from ..profiles.detect import rdma_of
 from ..runs import DEFAULT
 from ..units import format_size
-from .protocol import EvidenceMissing, Message, PoolSpec
+from .protocol import EvidenceMissing, PoolSpec, Shape
+from .wire import Job, JobResult, RankHello
 
 
 class ReplayLauncher:
@@ -19,6 +28,23 @@ class ReplayLauncher:
 
     def __init__(self, run: RecordedRun) -> None:
         self.run = run
+
+    def nodes(self, *, detect: bool) -> Sequence[Node]:
+        if self.run.nodes:
+            return list(self.run.nodes)
+        inventory = recorded_inventory(self.run)
+        rdma, origin = rdma_of(self.run.host)
+        name = inventory.hostname or f"the recorded node ({self.run.directory})"
+        return [Node(name, inventory, rdma=rdma, rdma_origin=origin)]
+
+    def shape(self) -> Shape:
+        hello = recorded_hello(self.run, DEFAULT)
+        nodes = {h.node or h.host for h in hello}
+        backend = str(self.run.report_facts.get("backend", "nccl"))
+        return Shape(len(hello), max(len(nodes), 1), backend)
+
+    def read_host(self, node: Node, when: str) -> HostFacts | None:
+        return self.run.host_before if when == "before" else self.run.host
 
     def start(self, spec: PoolSpec) -> ReplayPool:
         if spec.name not in self.run.runs:
@@ -28,79 +54,82 @@ class ReplayLauncher:
             )
         return ReplayPool(spec, self.run)
 
+    def close(self) -> None:
+        """Nothing runs."""
+
 
 class ReplayPool:
-    recorded = True
-
     def __init__(self, spec: PoolSpec, run: RecordedRun) -> None:
         self.spec = spec
-        self.run_ = run
-        self._hello = self._ranks()
+        self.recording = run
+        self._hello = recorded_hello(run, spec.name)
 
     @property
-    def hello(self) -> list[Message]:
+    def hello(self) -> Sequence[RankHello]:
         return self._hello
 
-    def _ranks(self) -> list[Message]:
-        """Who took part: the ranks of the largest communicator in the NCCL logs, else the
-        devices listed by nccl-tests, else the facts of a recorded report."""
-        groups = comm_groups(self.nccl_log())
-        if groups:
-            world = groups[0]
-            return [
-                {
-                    "rank": rank,
-                    "host": proc.process.host,
-                    "pid": proc.process.pid,
-                    "backend": "nccl",
-                    "nccl": proc.nccl_version.value if proc.nccl_version else None,
-                    "node": proc.node,
-                }
-                for rank, proc in sorted(world.members.items())
-            ]
-        if self.run_.devices:
-            return [
-                {"rank": d.rank, "host": d.host, "pid": d.pid, "backend": "nccl", "gpu": d.name}
-                for d in self.run_.devices
-            ]
-        nranks = int(self.run_.report_facts.get("nranks", 0))
-        return [{"rank": r, "backend": "nccl"} for r in range(nranks)]
-
-    def run(self, job: Message, what: str) -> list[Message]:
-        if job.get("op") != "collective":
-            raise EvidenceMissing(f"nothing recorded for {what}")
-        collective, nbytes = Collective(job["collective"]), int(job["nbytes"])
-        timed = int(job["iters"]) > 0
-        found = self.run_.find(collective, nbytes, timed=timed, run=self.spec.name)
+    def run(self, job: Job, what: str) -> list[JobResult]:
+        if job.purpose == "traffic":
+            return []  # the recorded logs are what they are
+        collective, nbytes = Collective(job.collective), job.nbytes
+        timed = job.iters > 0
+        found = self.recording.find(collective, nbytes, timed=timed, run=self.spec.name)
         if found is None:
             kind = "measurement" if timed else "correctness result"
             where = "" if self.spec.name == DEFAULT else f" the {self.spec.name} run of"
             raise EvidenceMissing(
                 f"no recorded {kind} of {collective.value} {format_size(nbytes)} in"
-                f"{where} {self.run_.directory}"
+                f"{where} {self.recording.directory}"
             )
-        result: Message = {
-            "nbytes": found.nbytes,
-            "times_ms": [],
-            "median_ms": found.time_ms if timed else None,
-            "recorded": f"{found.origin}: {found.where}",
-        }
-        if found.mismatches is not None:
-            result["checked"] = found.checked or 1
-            result["mismatches"] = found.mismatches
+        result = JobResult(
+            nbytes=found.nbytes,
+            median_ms=found.time_ms if timed else None,
+            checked=(found.checked or 1) if found.mismatches is not None else 0,
+            mismatches=found.mismatches or 0,
+            recorded=f"{found.origin}: {found.where}",
+        )
         # nccl-tests and reports keep the slowest rank's time only: every rank reports it.
-        return [dict(result) for _ in range(max(found.nranks, 1))]
+        return [result for _ in range(max(found.nranks, 1))]
 
     def nccl_log(self) -> NcclLog:
-        return self.run_.nccl_log(self.spec.name)
+        return self.recording.nccl_log(self.spec.name)
 
     def close(self) -> None:
         """Nothing runs."""
 
 
+def recorded_hello(run: RecordedRun, pool: str) -> list[RankHello]:
+    """Who took part: the ranks of the largest communicator in the NCCL logs, else the
+    devices listed by nccl-tests, else the facts of a recorded report."""
+    shm = run.rank_shm_devs
+    groups = comm_groups(run.nccl_log(pool))
+    if groups:
+        world = groups[0]
+        return [
+            RankHello(
+                rank=rank,
+                host=proc.process.host,
+                node=proc.node,
+                pid=proc.process.pid,
+                backend="nccl",
+                nccl=proc.nccl_version.value if proc.nccl_version else None,
+                shm_dev=shm[rank] if rank < len(shm) else None,
+            )
+            for rank, proc in sorted(world.members.items())
+        ]
+    if run.devices:
+        return [RankHello(d.rank, d.host, d.host, d.pid, "nccl") for d in run.devices]
+    nranks = int(run.report_facts.get("nranks", 0))
+    backend = str(run.report_facts.get("backend", "nccl"))
+    return [
+        RankHello(rank, backend=backend, shm_dev=shm[rank] if rank < len(shm) else None)
+        for rank in range(nranks)
+    ]
+
+
 def recorded_inventory(run: RecordedRun) -> Inventory:
-    """The recorded node's GPUs: from a recorded report, else nccl-tests' device lines (GPUs
-    of the first host); when neither exists the inventory is unknown, not empty."""
+    """The recorded node's GPUs: from a recorded report, else the host captures, else
+    nccl-tests' device lines (GPUs of the first host); unknown, not empty, without any."""
     facts = run.report_facts
     where = f"the recording in {run.directory}"
     if facts.get("gpu_count"):
@@ -118,12 +147,3 @@ def recorded_inventory(run: RecordedRun) -> Inventory:
         gpus = tuple(Gpu(d.rank, d.name, "", "", 0) for d in run.devices if d.host == host)
         return Inventory(gpus, None, host, None, None, origin=f"nccl-tests device lines in {where}")
     return Inventory((), None, "", None, None, known=False, origin=where)
-
-
-def recorded_world(run: RecordedRun) -> tuple[int, int, str]:
-    """(ranks, NCCL nodes, backend) of the recorded run; a recorded report names its backend,
-    anything else recorded is NCCL."""
-    hello = ReplayPool(PoolSpec(DEFAULT, 0, "nccl", run.directory, 0.0), run).hello
-    nodes = {h.get("node", h.get("host")) for h in hello}
-    backend = str(run.report_facts.get("backend", "nccl"))
-    return len(hello), max(len(nodes), 1), backend

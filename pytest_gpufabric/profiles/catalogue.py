@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import Profile, ProfileError, parse_profile
+from .model import Profile, ProfileError
+from .parse import parse_profile
 from .yamlfile import LineMap, YamlError, load_yaml
 
 

@@ -12,27 +12,20 @@ In order, the first that answers wins:
    of each kind (EFA, InfiniBand); a profile that states no ``host.rdma`` expects none.
 
 Ambiguous or unknown nodes get one clear error that lists the candidates and how to choose.
-Pure apart from :func:`live_node`, which reads this node.
+Pure: launchers read the node (evidence/probe.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..evidence.host import HostFacts, rdma_counts, read_rdma_devices
-from ..evidence.inventory import Inventory
+from ..evidence.host import HostFacts, rdma_counts
+from ..evidence.node import Node
+from ..evidence.probe import LABEL, LABEL_ENV
 from .catalogue import Catalogue
 from .model import Profile
 
-LABEL = "node.kubernetes.io/instance-type"
-LEGACY_LABEL = "beta.kubernetes.io/instance-type"
-LABEL_ENV = "GPUFABRIC_NODE_INSTANCE_TYPE"
-PODINFO_ENV = "GPUFABRIC_PODINFO_LABELS"
-DEFAULT_PODINFO = Path("/etc/podinfo/labels")
-DMI_PRODUCT = Path("/sys/class/dmi/id/product_name")
 MEMORY_TOLERANCE = 0.10  # NVML's total is a little under the nominal size (H200: 140.4 of 141)
 
 HOW_TO_CHOOSE = (
@@ -63,60 +56,20 @@ class Detection:
     how: str  # one line: which fact chose it
 
 
-def parse_podinfo_labels(text: str) -> dict[str, str]:
-    """A downward-API labels file: one ``key="value"`` per line, value JSON-style quoted."""
-    labels = {}
-    for line in text.splitlines():
-        match = re.match(r'^([^=\s]+)="(.*)"\s*$', line)
-        if match:
-            labels[match.group(1)] = match.group(2).replace('\\"', '"').replace("\\\\", "\\")
-    return labels
-
-
-def read_label(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    value = environ.get(LABEL_ENV, "").strip()
-    if value:
-        return value, f"environment variable {LABEL_ENV}"
-    path = Path(environ.get(PODINFO_ENV) or DEFAULT_PODINFO)
-    try:
-        labels = parse_podinfo_labels(path.read_text(encoding="utf-8"))
-    except OSError:
-        return None
-    for key in (LABEL, LEGACY_LABEL):
-        if labels.get(key, "").strip():
-            return labels[key].strip(), f"label {key} in {path}"
-    return None
-
-
-def read_dmi_product(path: Path = DMI_PRODUCT) -> tuple[str, str] | None:
-    try:
-        product = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
-    return (product, str(path)) if product else None
-
-
-def node_of(
-    inventory: Inventory,
-    host: HostFacts | None = None,
-    label: tuple[str, str] | None = None,
-    dmi_product: tuple[str, str] | None = None,
-) -> NodeFacts:
-    """What detection sees of a node: the inventory's GPUs, and the RDMA devices of ``host``
-    when its facts include them (a replay passes the recorded node's, never this machine's)."""
-    gpus = tuple((g.name, g.memory_mib) for g in inventory.gpus)
+def rdma_of(host: HostFacts | None) -> tuple[dict[str, int] | None, str]:
+    """RDMA device counts of ``host`` and where they were read; (None, "") when its facts do
+    not include the RDMA listing (a replay passes the recorded node's, never this machine's)."""
     if host is None or "rdma" not in host.origins:
-        return NodeFacts(gpus, inventory.origin, label, dmi_product)
+        return None, ""
+    return rdma_counts(host), host.origins["rdma"]
+
+
+def facts_of(node: Node) -> NodeFacts:
+    """What detection sees of a node as its launcher read it."""
     return NodeFacts(
-        gpus, inventory.origin, label, dmi_product, rdma_counts(host), host.origins["rdma"]
-    )
-
-
-def live_node(environ: Mapping[str, str], inventory: Inventory) -> NodeFacts:
-    """This node as detection sees it: label, DMI product name, GPUs, RDMA devices."""
-    facts = HostFacts("this node")
-    read_rdma_devices(facts)  # only the device listing: memlock, PCI and modules are not needed
-    return node_of(inventory, facts, read_label(environ), read_dmi_product())
+        node.gpus, node.inventory.origin, node.label, node.dmi_product, node.rdma,
+        node.rdma_origin,
+    )  # fmt: skip
 
 
 def mismatches(profile: Profile, node: NodeFacts) -> list[str]:

@@ -15,14 +15,15 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..collectives import ALL_COLLECTIVES, Collective
-from ..runs import DEFAULT
+from ..judge import properties
+from ..report.schema import SCHEMA_PREFIX, run_facts
+from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
-from .model import INTER_NODE, INTRA_NODE, NETWORK_ONLY, RUN_KINDS
 
 # (smallest size, fraction of the lowest run): first match from the top wins.
 DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 0.80), (0, 0.50))
@@ -30,18 +31,18 @@ DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 
 Samples = dict[tuple[Collective, int], list[float]]
 
 
-def collect(reports: Iterable[dict[str, Any]], run: str = DEFAULT) -> Samples:
+def collect(reports: Iterable[Mapping[str, Any]], run: str = DEFAULT) -> Samples:
     """busbw of every passed-or-failed bandwidth test of one run (the main run, or an
     isolation run), by (collective, bytes)."""
     samples: Samples = {}
     for report in reports:
         for test in report.get("tests", []):
-            props = test.get("properties", {})
-            if props.get("run", DEFAULT) != run:
+            measured = properties.read(test.get("properties", {}))
+            if measured is None or measured.busbw_gbps is None or measured.run != run:
                 continue
-            if "busbw_gbps" in props and test.get("outcome") in ("passed", "failed"):
-                key = (Collective(props["collective"]), int(props["bytes"]))
-                samples.setdefault(key, []).append(float(props["busbw_gbps"]))
+            if test.get("outcome") in ("passed", "failed"):
+                key = (measured.collective, measured.nbytes)
+                samples.setdefault(key, []).append(measured.busbw_gbps)
     return samples
 
 
@@ -86,9 +87,9 @@ def reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[st
     """intra_node floors come from one-node runs, inter_node floors from runs over several
     NCCL nodes (--gpufabric-emulate-nodes or a multi-node launch); isolation runs from any."""
     if section == INTRA_NODE:
-        return [r for r in reports if int(r["run"].get("nnodes", 1)) == 1]
+        return [r for r in reports if int(run_facts(r).get("nnodes", 1)) == 1]
     if section == INTER_NODE:
-        return [r for r in reports if int(r["run"].get("nnodes", 1)) > 1]
+        return [r for r in reports if int(run_facts(r).get("nnodes", 1)) > 1]
     return list(reports)
 
 
@@ -106,19 +107,20 @@ def _section_lines(
     props: dict[str, Any] = next(
         t["properties"]
         for r in chosen
-        for t in r["tests"]
-        if "busbw_gbps" in t["properties"] and t["properties"].get("run", DEFAULT) == pool
+        for t in r.get("tests", [])
+        if (m := properties.read(t.get("properties", {}))) and m.busbw_gbps and m.run == pool
     )
-    run = chosen[0]["run"]
-    env = next((r["run"]["nccl_env"] for r in chosen if r["run"].get("nccl_env")), None)
+    run = run_facts(chosen[0])
+    env = next((run_facts(r)["nccl_env"] for r in chosen if run_facts(r).get("nccl_env")), None)
     env = env or "NCCL environment not recorded"
     date = chosen[0].get("started", time.strftime("%Y-%m-%d"))[:10]
     how = "" if pool == DEFAULT else f", {props.get('run_settings', pool + ' run')}"
     if section == INTER_NODE:
         how = f", ranks split into {run.get('nnodes')} NCCL nodes"
+    torch = run.get("rank_torch_version") or run.get("torch_version", "?")
     source = (
-        f"measured on {host_label or run['hostname']} ({run['gpu_count']}×{run['gpu_model']}, "
-        f"driver {run['driver']}, torch {run.get('rank_torch_version', run['torch_version'])}, "
+        f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
+        f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
         f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
         f"{len(chosen)} runs, median of {props.get('iters', '?')} iterations, slowest rank"
     )
@@ -156,7 +158,7 @@ def render(
     and the floors (an overlay named after its parent replaces that shipped profile)."""
     bodies = [_section_lines(reports, section, host_label, margins) for section in sections]
     props = bodies[0][1]
-    run = reports[0]["run"]
+    run = run_facts(reports[0])
     lines = [f"name: {name}"]
     if extends:
         lines.append(f"extends: {extends}")
@@ -186,8 +188,11 @@ def parse_margins(text: str) -> tuple[tuple[int, float], ...]:
     margins = []
     for item in text.split(","):
         size, _, fraction = item.partition("=")
-        smallest = 0 if size.strip() == "0" else parse_size(size.strip())
-        value = float(fraction)
+        try:
+            smallest = 0 if size.strip() == "0" else parse_size(size.strip())
+            value = float(fraction)
+        except ValueError:
+            raise ValueError(f"{item!r} is not SIZE=FRACTION (e.g. 16MiB=0.8)") from None
         if not 0 < value <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
         margins.append((smallest, value))
@@ -197,24 +202,64 @@ def parse_margins(text: str) -> tuple[tuple[int, float], ...]:
     return tuple(margins)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, no usage block: ``python -m pytest_gpufabric.floors: error: ...``."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _profile_name(text: str) -> str:
+    if not text.strip() or not all(c.isalnum() or c in "-_." for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a profile name (letters, digits, - _ .)")
+    return text
+
+
+def _margins(text: str) -> tuple[tuple[int, float], ...]:
+    try:
+        return parse_margins(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A --gpufabric-json report; ValueError naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    if (
+        not isinstance(data, dict)
+        or not str(data.get("schema", "")).startswith(SCHEMA_PREFIX)
+        or not isinstance(data.get("tests"), list)
+        or not isinstance(data.get("run"), dict)
+    ):
+        raise ValueError(f"{path}: not a pytest-gpufabric report (--gpufabric-json)")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pytest_gpufabric.floors", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "reports", nargs="+", type=Path, help="--gpufabric-json reports of healthy runs"
     )
-    parser.add_argument("--name", required=True, help="profile name (the file name without .yaml)")
+    parser.add_argument(
+        "--name", required=True, type=_profile_name,
+        help="profile name (the file name without .yaml)",
+    )  # fmt: skip
     parser.add_argument(
         "--host-label", help="how to name the host in the source (default: its hostname)"
     )
     parser.add_argument("--description")
     parser.add_argument(
-        "--margins",
-        type=parse_margins,
-        default=DEFAULT_MARGINS,
+        "--margins", type=_margins, default=DEFAULT_MARGINS,
         help="e.g. 256MiB=0.9,16MiB=0.8,0=0.5",
-    )
+    )  # fmt: skip
     parser.add_argument(
         "--section",
         choices=RUN_KINDS,
@@ -226,13 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extends",
         metavar="PROFILE",
+        type=_profile_name,
         help="write an overlay of PROFILE (name, extends and floors only) instead of a "
         "complete profile",
     )
     args = parser.parse_args(argv)
-    reports = [json.loads(path.read_text()) for path in args.reports]
-    sys.stdout.write(
-        render(
+    try:
+        reports = [read_report(path) for path in args.reports]
+        text = render(
             reports,
             name=args.name,
             host_label=args.host_label,
@@ -241,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             sections=args.section or [INTRA_NODE],
             extends=args.extends,
         )
-    )
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..collectives import Collective, Layout, pattern_modulus
+from ..launch.wire import FirstMismatch, JobResult
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 POISON = -1  # never a pattern value: an output element nobody wrote stays -1
@@ -80,8 +81,11 @@ class Buffers:
         if self.recv is not self.send:
             self.recv.fill_(POISON)
 
-    def check(self, layout: Layout, rank: int, modulus: int) -> dict[str, Any]:
-        """Compare every result element with its exact expected value, slice by slice."""
+    def check(
+        self, layout: Layout, rank: int, modulus: int
+    ) -> tuple[int, int, FirstMismatch | None]:
+        """Compare every result element with its exact expected value, slice by slice:
+        (elements checked, mismatches, the first mismatch)."""
         total = self.recv.numel()
         mismatches, first = 0, None
         for start in range(0, total, SLICE):
@@ -92,16 +96,9 @@ class Buffers:
             nbad = int(bad.sum().item())
             if nbad and first is None:
                 at = int(torch.argmax(bad.to(torch.uint8)).item())
-                first = {
-                    "index": start + at,
-                    "got": float(got[at].item()),
-                    "want": float(want[at].item()),
-                }
+                first = FirstMismatch(start + at, float(got[at].item()), float(want[at].item()))
             mismatches += nbad
-        result: dict[str, Any] = {"checked": total, "mismatches": mismatches}
-        if first is not None:
-            result["first_mismatch"] = first
-        return result
+        return total, mismatches, first
 
 
 def operation(layout: Layout, buffers: Buffers, rank: int) -> Callable[[], None]:
@@ -166,7 +163,7 @@ def time_iterations(fn: Callable[[], None], warmup: int, iters: int, cuda: bool)
 
 def run_collective(
     layout: Layout, rank: int, device: torch.device, warmup: int, iters: int, verify: bool
-) -> dict[str, Any]:
+) -> JobResult:
     """Time ``iters`` iterations after ``warmup``, then run once more on fresh pattern data
     and compare every element with the exact expected result."""
     modulus = pattern_modulus(layout.dtype, layout.nranks)
@@ -175,16 +172,19 @@ def run_collective(
     fn = operation(layout, buffers, rank)
     cuda = device.type == "cuda"
     times = time_iterations(fn, warmup, iters, cuda) if iters else []
-    result: dict[str, Any] = {
-        "nbytes": layout.nbytes,
-        "times_ms": times,
-        "median_ms": statistics.median(times) if times else None,
-    }
+    checked, mismatches, first = 0, 0, None
     if verify:
         buffers.fill(layout, rank, modulus)
         fn()
-        result.update(buffers.check(layout, rank, modulus))
+        checked, mismatches, first = buffers.check(layout, rank, modulus)
     del buffers, fn
     if cuda:
         torch.cuda.synchronize()
-    return result
+    return JobResult(
+        nbytes=layout.nbytes,
+        times_ms=tuple(times),
+        median_ms=statistics.median(times) if times else None,
+        checked=checked,
+        mismatches=mismatches,
+        first_mismatch=first,
+    )

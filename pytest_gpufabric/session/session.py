@@ -1,221 +1,67 @@
-"""The run's state on the controller: which profile judges this node, what the node has,
-which rank pools are up, and what every test measured. No pytest imports: plugin.py wires
-this object into hooks and fixtures."""
+"""The run's state on the controller, composed of small parts: the world (world.py: profile,
+nodes, ranks), the cases (cases.py), the rank pools (pools.py), the host readings
+(hosts.py) and what every test did (records.py). No pytest here: plugin.py wires this object
+into hooks and fixtures, fabric.py into the checks; neither changes its fields."""
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, layout, pattern_modulus
+from ..collectives import Collective
 from ..evidence.host import HostFacts
-from ..evidence.host import collect as collect_host
-from ..evidence.host import to_json as host_to_json
-from ..evidence.inventory import Inventory
+from ..evidence.nccl_log import NcclLog
+from ..judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS
+from ..judge.certify import Certification, Demand, certify
 from ..judge.host import HostEvidence
-from ..judge.measure import Measurement, from_results
-from ..launch.protocol import Launcher, PoolSpec, RankFailure, RankPool
+from ..judge.judgement import Skip
+from ..judge.measure import Measurement
+from ..launch.protocol import Launcher, RankPool
+from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
-from ..profiles.detect import DetectionError, NodeFacts, detect, node_of
-from ..profiles.model import INTER_NODE, INTRA_NODE, NVLINK_ONLY, Floor, Profile
-from ..runs import DEFAULT, ISOLATION_RUNS, RunPlan, default_plan, isolation_plan
-from ..settings import SettingError, Settings
+from ..runs import DEFAULT, INTER_NODE
+from ..settings import Settings
 from ..units import format_size
+from .cases import (
+    BandwidthCase,
+    CorrectnessCase,
+    bandwidth_cases,
+    correctness_cases,
+    isolation_cases,
+)
+from .hosts import Hosts
+from .plans import RunPlan, default_plan, isolation_plan
+from .pools import Pools
+from .records import Records
+from .world import World, plan_world
 
-# Correctness runs use element counts that are prime per rank-chunk, so tails, unaligned
-# chunks and uneven channel splits are all exercised.
-CORRECTNESS_CHUNKS_CPU = (1021, 65537)
-CORRECTNESS_CHUNKS_GPU = (1021, 65537, 4194319)
-
-
-class PoolDown(Exception):
-    """The pool for this environment failed earlier in the session; the message says where."""
-
-
-@dataclass(frozen=True)
-class BandwidthCase:
-    collective: Collective
-    nbytes: int
-    floor: Floor | None
-    kind: str = INTRA_NODE  # the bandwidth section that judges it
-    run: str = DEFAULT  # the pool it runs in (runs.py)
-
-    @property
-    def id(self) -> str:
-        size = f"{self.collective.value}-{format_size(self.nbytes)}"
-        if self.run == DEFAULT:
-            return size
-        return f"{self.run}-{size}" if self.floor is not None else self.run
+NODE_CHECKS = ("ranks_joined", "gpu_inventory")
 
 
-@dataclass(frozen=True)
-class CorrectnessCase:
-    collective: Collective
-    chunk: int  # elements per rank-chunk
-    dtype: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.collective.value}-{self.chunk}x{self.dtype}"
-
-    def nbytes(self, nranks: int) -> int:
-        """The nccl-tests size whose layout has exactly ``chunk`` elements per rank-chunk."""
-        per_rank = self.chunk * DTYPE_SIZES[self.dtype]
-        if self.collective in (
-            Collective.ALL_GATHER,
-            Collective.REDUCE_SCATTER,
-            Collective.ALLTOALL,
-        ):
-            return per_rank * nranks
-        return per_rank
-
-
-@dataclass
-class TestRecord:
-    nodeid: str
-    outcome: str
-    duration_s: float
-    properties: dict[str, Any]
-    message: str
-
-
-def choose_profile(
-    settings: Settings,
-    catalogue: Catalogue,
-    inventory: Inventory,
-    node: NodeFacts | None = None,
-) -> tuple[Profile | None, str]:
-    """The profile that judges this node and why it was chosen; SettingError when none fits.
-    ``node``: what auto-detection may look at (default: the inventory's GPUs only)."""
-    name = settings.instance.value
-    if name != "auto":
-        profile = catalogue.get(name)
-        if profile is None:
-            raise SettingError(
-                f"--gpufabric-instance: unknown instance type {name!r} (from "
-                f"{settings.instance.source}); known: {', '.join(catalogue.names())}"
-            )
-        return profile, f"{name} from {settings.instance.source}"
-    if node is None:
-        node = node_of(inventory)
-    if node.label is None and not inventory.known:
-        raise SettingError(
-            f"--gpufabric-instance auto: {inventory.origin} says nothing about the GPUs; pass "
-            f"--gpufabric-instance NAME (known: {', '.join(catalogue.names())})"
-        )
-    if node.label is None and not inventory.gpus:
-        return None, f"auto: no GPU visible ({inventory.no_gpu_reason}); gloo on CPU, no floors"
-    try:
-        found = detect(catalogue, node)
-    except DetectionError as exc:
-        raise SettingError(str(exc)) from None
-    return found.profile, found.how
-
-
-def inventory_problem(profile: Profile | None, inventory: Inventory) -> str | None:
-    """Why this node does not look like the profile's node, or None."""
-    if profile is None or not inventory.known:
-        return None
-    have = f"{len(inventory.gpus)} × {inventory.gpu_model}" if inventory.gpus else "no GPU"
-    want = f"{profile.gpu_count} × {profile.gpu_model}"
-    if profile.gpu_count == 0:
-        if not inventory.gpus:
-            return None
-        return f"profile {profile.name} is for a node without GPUs; this node has {have}"
-    if (
-        len(inventory.gpus) == profile.gpu_count
-        and (inventory.gpu_model or "").lower() == profile.gpu_model.lower()
-    ):
-        return None
-    reason = f" ({inventory.no_gpu_reason})" if not inventory.gpus else ""
-    return (
-        f"profile {profile.name} expects {want} ({profile.file}); "
-        f"this node has {have} visible{reason}"
-    )
-
-
-def _pool_dir_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-
-
-@dataclass
 class FabricSession:
-    settings: Settings
-    catalogue: Catalogue
-    profile: Profile | None
-    profile_reason: str
-    inventory: Inventory
-    backend: str
-    nranks: int
-    launcher: Launcher
-    artifacts: Path | None = None
-    nnodes: int = 1  # NCCL nodes the ranks span (a local run is one node)
-    records: list[TestRecord] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    _pool: RankPool | None = None
-    _pool_key: str | None = None
-    _down: dict[str, str] = field(default_factory=dict)
-    _hello: list[dict[str, Any]] = field(default_factory=list)
-    host_before: HostFacts | None = None  # read before the first collective
-    host_now: HostFacts | None = None  # the latest reading (replay: the recording's)
-    timed_collectives: int = 0  # since host_before was read
-    recorded_rank_shm: list[tuple[int, int | None]] | None = None  # replay: from the report
+    def __init__(
+        self, settings: Settings, catalogue: Catalogue, launcher: Launcher, world: World
+    ) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.launcher = launcher
+        self.world = world
+        self.records = Records()
+        self.started = time.time()
+        self._pools = Pools(launcher, settings, world.backend, world.nranks)
+        self._hosts = Hosts(launcher, world.nodes)
+        self._artifacts: Path | None = settings.artifacts.value
+        self._first_pool_done = False
 
     @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        catalogue: Catalogue,
-        inventory: Inventory,
-        launcher: Launcher,
-        recorded: tuple[int, int, str] | None = None,
-        node: NodeFacts | None = None,
-    ) -> FabricSession:
-        """``recorded``: (ranks, nodes, backend) of a replayed run; ``node``: what
-        auto-detection may look at."""
-        profile, reason = choose_profile(settings, catalogue, inventory, node)
-        if recorded is not None:
-            ranks, nodes, backend = recorded
-            return cls(settings, catalogue, profile, reason, inventory, backend, ranks, launcher,
-                       artifacts=settings.artifacts.value, nnodes=nodes)  # fmt: skip
-        # A CPU-only profile judges gloo even where GPUs exist; otherwise GPUs mean NCCL.
-        gpu_run = bool(inventory.gpus) and (profile is None or profile.gpu_count > 0)
-        backend = "nccl" if gpu_run else "gloo"
-        if backend == "nccl":
-            default_ranks = len(inventory.gpus)
-        else:
-            default_ranks = profile.ranks if profile is not None and profile.gpu_count == 0 else 2
-        nranks = settings.nprocs.value or default_ranks
-        if backend == "nccl" and nranks > len(inventory.gpus):
-            raise SettingError(
-                f"--gpufabric-nprocs: {nranks} ranks (from {settings.nprocs.source}) but only "
-                f"{len(inventory.gpus)} GPUs are visible on {inventory.hostname}"
-            )
-        nodes = settings.emulate_nodes.value
-        if nodes > nranks:
-            raise SettingError(
-                f"--gpufabric-emulate-nodes: {nodes} nodes (from {settings.emulate_nodes.source}) "
-                f"but only {nranks} ranks"
-            )
-        return cls(
-            settings,
-            catalogue,
-            profile,
-            reason,
-            inventory,
-            backend,
-            nranks,
-            launcher,
-            artifacts=settings.artifacts.value,
-            nnodes=nodes,
-        )
+    def build(cls, settings: Settings, catalogue: Catalogue, launcher: Launcher) -> FabricSession:
+        """Read the nodes through the launcher and choose the profile; SettingError (a usage
+        error) on any problem."""
+        return cls(settings, catalogue, launcher, plan_world(settings, catalogue, launcher))
 
-    # --- what the suites run -------------------------------------------------------------
+    # --- the run ---------------------------------------------------------------------------
 
     @property
     def replay_of(self) -> Path | None:
@@ -223,141 +69,92 @@ class FabricSession:
         return self.settings.replay.value
 
     @property
-    def inventory_problem(self) -> str | None:
-        return inventory_problem(self.profile, self.inventory)
+    def artifacts(self) -> Path | None:
+        return self._artifacts
 
     @property
-    def dtype(self) -> str:
-        if self.profile is not None and self.profile.backend == self.backend:
-            return self.profile.dtype
-        return "bfloat16" if self.backend == "nccl" else "float32"
+    def profile_name(self) -> str | None:
+        return self.world.profile.name if self.world.profile else None
 
     @property
-    def default_plan(self) -> RunPlan:
+    def main_plan(self) -> RunPlan:
         """The main run: one node, or the host split into --gpufabric-emulate-nodes nodes."""
-        nodes = self.settings.emulate_nodes.value if self.replay_of is None else 1
-        return default_plan(nodes)
+        return default_plan(self.settings.emulate_nodes.value if self.replay_of is None else 1)
 
     def plan(self, run: str) -> RunPlan | None:
         if run == DEFAULT:
-            return self.default_plan
-        return isolation_plan(self.profile, run) if self.profile is not None else None
+            return self.main_plan
+        profile = self.world.profile
+        return isolation_plan(profile, run) if profile is not None else None
 
     def bandwidth_cases(self) -> list[BandwidthCase]:
-        """The main run's cases: bandwidth.intra_node floors, or bandwidth.inter_node ones
-        when the ranks span several NCCL nodes."""
-        kind = INTER_NODE if self.nnodes > 1 else INTRA_NODE
-        run = self.profile.runs.get(kind) if self.profile is not None else None
-        if run is None or not run.floors:
-            return [BandwidthCase(c, 1 << 20, None, kind) for c in ALL_COLLECTIVES]
-        return [BandwidthCase(f.collective, f.nbytes, f, kind) for f in run.floors]
+        return bandwidth_cases(self.world.profile, self.world.nnodes)
 
     def isolation_cases(self) -> list[BandwidthCase]:
-        """The isolation runs' cases; a run the profile does not ask for is one skipped case.
-        nvlink_only without floors of its own is judged against bandwidth.intra_node."""
-        cases: list[BandwidthCase] = []
-        for kind in ISOLATION_RUNS:
-            run = self.profile.runs.get(kind) if self.profile is not None else None
-            floors = run.floors if run is not None else ()
-            if run is not None and not floors and kind == NVLINK_ONLY and self.profile:
-                floors = self.profile.floors
-            if not floors:
-                cases.append(BandwidthCase(Collective.ALL_REDUCE, 1 << 30, None, kind, kind))
-            cases += [BandwidthCase(f.collective, f.nbytes, f, kind, kind) for f in floors]
-        return cases
+        return isolation_cases(self.world.profile)
 
     def correctness_cases(self) -> list[CorrectnessCase]:
-        chunks = CORRECTNESS_CHUNKS_GPU if self.backend == "nccl" else CORRECTNESS_CHUNKS_CPU
-        dtype = self.dtype
-        try:
-            pattern_modulus(dtype, self.nranks)
-        except ValueError:
-            dtype = "float32"  # too many ranks for an exact bf16 sum
-        return [CorrectnessCase(c, n, dtype) for c in ALL_COLLECTIVES for n in chunks]
+        return correctness_cases(self.world.backend, self.world.dtype, self.world.nranks)
 
     def bandwidth_skip_reason(self, case: BandwidthCase) -> str | None:
         """Why this bandwidth case cannot be judged on this run, or None."""
-        if self.nranks < 2:
+        world, profile = self.world, self.world.profile
+        if world.nranks < 2:
             return (
                 f"no rank in the recording {self.replay_of}"
-                if self.nranks == 0
+                if world.nranks == 0
                 else "1 rank: bus bandwidth needs at least 2 ranks"
             )
-        if self.profile is None:
-            return f"no instance profile ({self.profile_reason}): nothing to judge busbw against"
+        if profile is None:
+            return f"no instance profile ({world.profile_reason}): nothing to judge busbw against"
         if case.floor is None and case.run != DEFAULT:
             return (
-                f"profile {self.profile.name} asks for no {case.run} run (no "
-                f"bandwidth.{case.kind} in {self.profile.file})"
+                f"profile {profile.name} asks for no {case.run} run (no "
+                f"bandwidth.{case.kind} in {profile.file})"
             )
         if case.floor is None:
-            return (
-                f"profile {self.profile.name} has no bandwidth.{case.kind} floors "
-                f"({self.profile.file})"
-            )
-        if self.inventory_problem:
-            return f"node does not match the profile: {self.inventory_problem}"
+            return f"profile {profile.name} has no bandwidth.{case.kind} floors ({profile.file})"
+        if world.inventory_problem:
+            return f"node does not match the profile: {world.inventory_problem}"
         if case.run == DEFAULT and case.kind == INTER_NODE:
-            want = self.profile.runs[INTER_NODE].nodes
-            if want != self.nnodes:
+            want = profile.runs[INTER_NODE].nodes
+            if want != world.nnodes:
                 return (
-                    f"the run spans {self.nnodes} nodes; the bandwidth.inter_node floors of "
-                    f"{self.profile.name} are for {want}"
+                    f"the run spans {world.nnodes} nodes; the bandwidth.inter_node floors of "
+                    f"{profile.name} are for {want}"
                 )
-        if case.run != DEFAULT and self.backend != "nccl":
-            return f"{case.run} is an NCCL isolation run; this run uses {self.backend}"
-        if self.nranks != self.profile.ranks:
+        if case.run != DEFAULT and world.backend != "nccl":
+            return f"{case.run} is an NCCL isolation run; this run uses {world.backend}"
+        if world.nranks != profile.ranks:
+            source = "(recorded)" if self.replay_of else f"(from {self.settings.nprocs.source})"
             return (
-                f"the floors of {self.profile.name} are for {self.profile.ranks} ranks; "
-                f"this run has {self.nranks} "
-                + ("(recorded)" if self.replay_of else f"(from {self.settings.nprocs.source})")
+                f"the floors of {profile.name} are for {profile.ranks} ranks; "
+                f"this run has {world.nranks} {source}"
             )
         return None
 
     # --- rank pools ------------------------------------------------------------------------
 
     def pool(
-        self,
-        plan: RunPlan | None = None,
-        *,
-        default_artifacts: Callable[[], Path],
-        requester: str = "",
+        self, plan: RunPlan, *, default_artifacts: Callable[[], Path], requester: str
     ) -> RankPool:
-        """The running pool for ``plan`` (default: the main run), started on first use. One
-        pool runs at a time: a request for another stops the current one, so pools never
-        contend for the GPUs."""
-        plan = plan or self.default_plan
-        key = plan.name
-        if key in self._down:
-            raise PoolDown(f"rank pool {key!r} is down since {self._down[key]}")
-        if self._pool is not None and self._pool_key == key:
-            return self._pool
-        self.close()
-        if self.artifacts is None and self.replay_of is None:
-            self.artifacts = default_artifacts()
-        if self.replay_of is None and self.host_before is None and self.backend == "nccl":
-            self.host_before = self.read_host("before")  # NVLink counters before any traffic
-        spec = PoolSpec(
-            name=plan.name,
-            nranks=self.nranks,
-            backend=self.backend,
-            directory=(self.artifacts or self.replay_of or Path()) / _pool_dir_name(plan.name),
-            timeout=self.settings.timeout.value,
-            env=dict(plan.env),
-            rank_env=plan.rank_env(self.nranks),
-        )
-        try:
-            self._pool = self.launcher.start(spec)
-        except RankFailure as exc:
-            self._down[key] = f"{requester} (start-up: {exc.summary})"
-            raise
-        self._pool_key = key
-        if not self._hello and plan.name == DEFAULT:
-            self._hello = list(self._pool.hello)
-        return self._pool
+        """The running pool for ``plan``, started on first use (see pools.py). Before the
+        first pool starts, the nodes and their host facts go to the artifacts bundle (the
+        NVLink error counters before any traffic)."""
+        if self._artifacts is None and self.replay_of is None:
+            self._artifacts = default_artifacts()
+        if not self._first_pool_done:
+            self._first_pool_done = True
+            if self._artifacts is not None:
+                self._hosts.keep_nodes(self._artifacts)
+            if self.world.backend == "nccl":
+                self._hosts.read("before", self._artifacts)
+        directory = self._artifacts or self.replay_of or Path()
+        return self._pools.get(plan, directory, requester)
 
     def run_collective(
         self,
+        pool: RankPool,
         collective: Collective,
         nbytes: int,
         *,
@@ -365,103 +162,150 @@ class FabricSession:
         warmup: int,
         iters: int,
         verify: bool,
-        pool: RankPool,
-        requester: str = "",
-    ) -> Measurement:
-        shape = layout(collective, nbytes, self.nranks, dtype)
-        job = {
-            "op": "collective",
-            "collective": collective.value,
-            "nbytes": nbytes,
-            "dtype": dtype,
-            "warmup": warmup,
-            "iters": iters,
-            "verify": verify,
-        }
-        what = f"{collective.value} {format_size(shape.nbytes)} {dtype}"
-        try:
-            results = pool.run(job, what)
-        except RankFailure as exc:
-            self._down[self._pool_key or DEFAULT] = f"{requester} ({what}: {exc.summary})"
-            raise
-        self.timed_collectives += iters > 0
-        return from_results(collective, dtype, warmup, iters, results)
-
-    # --- the host ------------------------------------------------------------------------
-
-    def read_host(self, when: str) -> HostFacts:
-        """Read this node's host facts now and keep them in the artifacts bundle."""
-        facts = collect_host([g.index for g in self.inventory.gpus])
-        if self.artifacts is not None:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            path = self.artifacts / f"host-{when}.json"
-            path.write_text(json.dumps(host_to_json(facts, when), indent=1, default=str) + "\n")
-        return facts
-
-    def host_evidence(self, *, fresh: bool = False) -> HostEvidence:
-        """Host facts for the host checks; ``fresh`` reads them again (live runs)."""
-        if self.replay_of is None and (fresh or self.host_now is None):
-            self.host_now = self.read_host("after")
-        facts = self.host_now or HostFacts(
-            f"{self.replay_of}", unavailable={"nvml": "no host capture in the recording"}
-        )
-        return HostEvidence(facts, self.host_before, self.rank_shm)
+        requester: str,
+        purpose: str = "measure",
+    ) -> Measurement | None:
+        return self._pools.run(pool, collective, nbytes, dtype=dtype, warmup=warmup,
+                               iters=iters, verify=verify, requester=requester,
+                               purpose=purpose)  # fmt: skip
 
     @property
-    def rank_shm(self) -> list[tuple[int, int | None]] | None:
-        """(rank, st_dev of the /dev/shm it sees), as the ranks reported it when they joined."""
-        if self.recorded_rank_shm is not None:
-            return self.recorded_rank_shm
-        return [(h["rank"], h["shm_dev"]) for h in self._hello if "shm_dev" in h] or None
+    def timed_collectives(self) -> int:
+        return self._pools.timed_collectives
+
+    @property
+    def hello(self) -> Sequence[RankHello]:
+        """What the main run's ranks reported when they joined."""
+        return self._pools.main_hello
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        self._pool, self._pool_key = None, None
+        self._pools.close()
 
-    # --- what the reports say ------------------------------------------------------------
+    # --- the hosts -------------------------------------------------------------------------
+
+    def host_evidence(self, *, fresh: bool) -> list[tuple[str, HostEvidence]]:
+        """(node, host evidence) of every node; ``fresh`` reads the hosts again (after the
+        collectives: NVLink error counters)."""
+        if fresh or not self._hosts.now:
+            self._hosts.read("after", self._artifacts)
+        shm: list[tuple[int, int | None]] | None = [
+            (h.rank, h.shm_dev) for h in self.hello if h.shm_dev is not None
+        ] or None
+        evidence = []
+        for node in self.world.nodes:
+            facts = self._hosts.now.get(node.name)
+            if facts is None:
+                facts = HostFacts(
+                    f"{self.replay_of or node.name}",
+                    unavailable={"nvml": "no host reading or capture of this node"},
+                )
+            before = self._hosts.before.get(node.name)
+            evidence.append((node.name, HostEvidence(facts, before, shm)))
+        return evidence
+
+    # --- the verdict -----------------------------------------------------------------------
+
+    def demands(self) -> list[Demand]:
+        """Every check and floor the profile asks for on this run (certification)."""
+        profile = self.world.profile
+        if profile is None:
+            return []
+        demands = [Demand(f"node/{name}", f"node check {name}") for name in NODE_CHECKS]
+        demands += [
+            Demand(f"correctness/{c.id}", f"exact result of {c.id}")
+            for c in self.correctness_cases()
+        ]
+        for case in [*self.bandwidth_cases(), *self.isolation_cases()]:
+            if case.floor is not None:
+                demands.append(
+                    Demand(
+                        f"bandwidth/{case.id}",
+                        f"busbw of {case.collective.value} {format_size(case.nbytes)} in the "
+                        f"{case.run} run >= {case.floor.busbw_gbps:g} GB/s ({case.floor.where})",
+                    )
+                )
+        for run in ("network_only", "nvlink_only"):
+            if profile.runs.get(run) is not None:
+                demands.append(Demand(f"isolation/{run}", f"the path of the {run} run"))
+        if self.world.backend == "nccl":
+            empty = NcclLog()
+            demands += [
+                Demand(f"nccl/{name}", f"NCCL check {name}")
+                for name, judge in CHECKS.items()
+                if judge(empty, profile.nccl).skip is not Skip.NOT_ASKED
+            ]
+        nothing = HostEvidence(HostFacts("nothing read yet"))
+        demands += [
+            Demand(f"host/{name}", f"host check {name}")
+            for name, judge in HOST_CHECKS.items()
+            if not (profile.gpu_count == 0 and name in GPU_HOST_CHECKS)
+            and judge(nothing, profile.host).skip is not Skip.NOT_ASKED
+        ]
+        return demands
+
+    def certification(self) -> Certification:
+        return certify(
+            self.profile_name,
+            self.world.profile_reason,
+            self.demands(),
+            self.records.outcomes(),
+            self.records.failed_elsewhere(),
+        )
+
+    # --- what the reports say --------------------------------------------------------------
 
     @property
     def nccl_version(self) -> str | None:
         """As the ranks report it (torch.cuda.nccl.version()), once a pool has started."""
-        return self._hello[0].get("nccl") if self._hello else None
+        return self.hello[0].nccl if self.hello else None
 
     def test_context(self) -> list[tuple[str, object]]:
         """Properties every measured test carries, so one testcase stands on its own."""
-        context: list[tuple[str, object]] = [("backend", self.backend)]
+        context: list[tuple[str, object]] = [("backend", self.world.backend)]
         if self.nccl_version:
             context.append(("nccl_version", self.nccl_version))
-        if self.profile is not None:
-            context.append(("instance", self.profile.name))
+        if self.world.profile is not None:
+            context.append(("instance", self.world.profile.name))
         return context
 
     def facts(self) -> dict[str, Any]:
-        """Run-wide facts: JUnit testsuite properties and the JSON report's "run"."""
-        inv = self.inventory
+        """Run-wide facts (JUnit testsuite properties and the JSON report's "run"); the
+        nodes' own facts are in :meth:`node_facts`, summed up here."""
+        world, inv = self.world, self.world.inventory
+        nodes = [n.facts() for n in world.nodes]
         facts: dict[str, Any] = {
-            "instance": self.profile.name if self.profile else "none",
-            "instance_reason": self.profile_reason,
-            "profile_file": str(self.profile.file) if self.profile else "",
-            "backend": self.backend,
-            "nranks": self.nranks,
-            "nnodes": self.nnodes,
-            "hostname": inv.hostname,
-            "gpu_model": inv.gpu_model or "none",
-            "gpu_count": len(inv.gpus),
-            "driver": inv.driver or "none",
+            "instance": world.profile.name if world.profile else "none",
+            "instance_reason": world.profile_reason,
+            "profile_file": str(world.profile.file) if world.profile else "",
+            "launcher": self.launcher.name,
+            "backend": world.backend,
+            "nranks": world.nranks,
+            "nnodes": world.nnodes,
+            "node_names": ",".join(n["name"] for n in nodes),
+            "hostname": ",".join(sorted({n["hostname"] for n in nodes})),
+            "gpu_model": ",".join(sorted({n["gpu_model"] for n in nodes})),
+            "gpu_count": sum(int(n["gpu_count"]) for n in nodes),
+            "driver": ",".join(sorted({n["driver"] for n in nodes})),
             "torch_version": inv.torch_version or "unknown",
             "nccl_env": inv.nccl_env_text,
             "timeout_s": self.settings.timeout.value,
-            "artifacts": str(self.artifacts) if self.artifacts else "",
+            "startup_timeout_s": self.settings.startup_timeout.value,
+            "artifacts": str(self._artifacts) if self._artifacts else "",
             "replay": str(self.replay_of) if self.replay_of else "",
         }
-        if self._hello:
-            first = self._hello[0]
-            facts["rank_torch_version"] = first.get("torch", "")
+        if self.hello:
+            first = self.hello[0]
+            facts["rank_torch_version"] = first.torch or ""
             if self.nccl_version:
                 facts["nccl_version"] = self.nccl_version
-                facts["cuda_version"] = first.get("cuda") or ""
-            facts["init_s"] = max(h.get("init_s", 0.0) for h in self._hello)
-        if self.rank_shm:
-            facts["rank_shm_devs"] = ",".join(str(dev) for _, dev in self.rank_shm)
+                facts["cuda_version"] = first.cuda or ""
+            facts["init_s"] = max(h.init_s or 0.0 for h in self.hello)
+            devs = [h.shm_dev for h in self.hello]
+            if any(d is not None for d in devs):
+                facts["rank_shm_devs"] = ",".join(str(d) for d in devs)
         return facts
+
+    def node_facts(self) -> list[dict[str, Any]]:
+        return [n.facts() for n in self.world.nodes]
+
+

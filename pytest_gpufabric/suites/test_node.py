@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
+from pytest_gpufabric import Fabric
 
 
 def test_ranks_joined(gpufabric: Fabric) -> None:

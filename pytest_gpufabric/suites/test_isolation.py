@@ -5,8 +5,7 @@ bandwidth.network_only and bandwidth.nvlink_only."""
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
-from pytest_gpufabric.session.session import BandwidthCase
+from pytest_gpufabric import BandwidthCase, Fabric
 
 
 def test_isolation_path(gpufabric: Fabric, gpufabric_isolation_run: str) -> None:

@@ -5,7 +5,7 @@ pytest_gpufabric/host_checks.py). Every fact is recorded, also when a check pass
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
+from pytest_gpufabric import Fabric
 
 
 def test_host(gpufabric: Fabric, gpufabric_host_check: str) -> None:

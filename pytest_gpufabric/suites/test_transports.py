@@ -4,7 +4,7 @@ plugin, NVLS, and WARN lines (one test per check; see pytest_gpufabric/transport
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
+from pytest_gpufabric import Fabric
 
 
 def test_nccl(gpufabric: Fabric, gpufabric_nccl_check: str) -> None:

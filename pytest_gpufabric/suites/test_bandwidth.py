@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
-from pytest_gpufabric.session.session import BandwidthCase
+from pytest_gpufabric import BandwidthCase, Fabric
 
 
 def test_busbw(gpufabric: Fabric, gpufabric_bandwidth_case: BandwidthCase) -> None:

@@ -3,8 +3,7 @@ collective × size; the cases come from the plugin, see docs/architecture.md).""
 
 from __future__ import annotations
 
-from pytest_gpufabric.fabric import Fabric
-from pytest_gpufabric.session.session import CorrectnessCase
+from pytest_gpufabric import CorrectnessCase, Fabric
 
 
 def test_exact_result(gpufabric: Fabric, gpufabric_correctness_case: CorrectnessCase) -> None:

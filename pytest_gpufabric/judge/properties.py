@@ -1,0 +1,148 @@
+"""The measurement properties, one schema for every writer and reader: the bandwidth and
+correctness judgements write them on the test (JUnit ``<property>`` elements, the JSON
+report), and replay, the floors tool and the reports read them back with :func:`read`.
+
+Names are part of the public report format (docs/architecture.md, "Reports"); change them
+only with a new report schema version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..collectives import Collective
+from ..profiles.model import Floor
+from ..runs import DEFAULT
+from .judgement import Property
+from .measure import Measurement
+
+# What was measured
+COLLECTIVE = "collective"
+BYTES = "bytes"
+DTYPE = "dtype"
+NRANKS = "nranks"
+TIME_MS = "time_ms"
+ALGBW = "algbw_gbps"
+BUSBW = "busbw_gbps"
+SLOWEST_RANK = "slowest_rank"
+ITERS = "iters"
+WARMUP = "warmup"
+CHECKED = "checked_elements"
+MISMATCHES = "mismatches"
+RECORDED_IN = "recorded_in"
+# What it was judged against
+THRESHOLD = "threshold_gbps"
+THRESHOLD_SOURCE = "threshold_source"
+THRESHOLD_FILE = "threshold_file"
+MARGIN_PCT = "margin_pct"
+PROFILE = "profile"
+WARNING = "warning"
+# Which run it was measured in
+RUN = "run"
+RUN_SETTINGS = "run_settings"
+RUN_NODES = "run_nodes"
+FLOORS_FROM = "floors_from"
+
+
+def of_measurement(m: Measurement) -> list[Property]:
+    props: list[Property] = [
+        (COLLECTIVE, m.collective.value),
+        (BYTES, m.nbytes),
+        (DTYPE, m.dtype),
+        (NRANKS, m.nranks),
+    ]
+    if m.rank_median_ms:
+        props += [
+            (TIME_MS, round(m.time_ms, 4)),
+            (ALGBW, round(m.algbw_gbps, 2)),
+            (BUSBW, round(m.busbw_gbps, 2)),
+            (SLOWEST_RANK, m.slowest_rank),
+            (ITERS, m.iters),
+            (WARMUP, m.warmup),
+        ]
+    if m.checked:
+        props += [(CHECKED, m.checked), (MISMATCHES, m.mismatches)]
+    if m.recorded:
+        props.append((RECORDED_IN, m.recorded))
+    return props
+
+
+def of_floor(floor: Floor, margin_pct: float, profile: str) -> list[Property]:
+    return [
+        (THRESHOLD, floor.busbw_gbps),
+        (THRESHOLD_SOURCE, floor.source),
+        (THRESHOLD_FILE, floor.where),
+        (MARGIN_PCT, round(margin_pct, 1)),
+        (PROFILE, profile),
+    ]
+
+
+def of_run(pool: str, settings: str, nodes: int, section: str) -> list[Property]:
+    return [(RUN, pool), (RUN_SETTINGS, settings), (RUN_NODES, nodes),
+            (FLOORS_FROM, f"bandwidth.{section}")]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A test's measurement as read back from its properties."""
+
+    collective: Collective
+    nbytes: int
+    nranks: int
+    dtype: str | None
+    time_ms: float | None
+    busbw_gbps: float | None
+    checked: int | None
+    mismatches: int | None
+    iters: int | None
+    warmup: int | None
+    run: str
+    run_settings: str | None
+    run_nodes: int | None
+    threshold_gbps: float | None
+
+
+def _number(props: Mapping[str, object], name: str) -> float | None:
+    value = props.get(name)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _integer(props: Mapping[str, object], name: str) -> int | None:
+    value = _number(props, name)
+    return None if value is None else int(value)
+
+
+def read(props: Mapping[str, object]) -> Measured | None:
+    """The measurement in a test's properties; None when the test measured nothing (JSON
+    reports keep numbers as numbers, JUnit as strings: both are read)."""
+    try:
+        collective = Collective(str(props.get(COLLECTIVE, "")))
+    except ValueError:
+        return None
+    nbytes = _integer(props, BYTES)
+    if nbytes is None:
+        return None
+    dtype = props.get(DTYPE)
+    settings = props.get(RUN_SETTINGS)
+    return Measured(
+        collective=collective,
+        nbytes=nbytes,
+        nranks=_integer(props, NRANKS) or 0,
+        dtype=str(dtype) if dtype is not None else None,
+        time_ms=_number(props, TIME_MS),
+        busbw_gbps=_number(props, BUSBW),
+        checked=_integer(props, CHECKED),
+        mismatches=_integer(props, MISMATCHES),
+        iters=_integer(props, ITERS),
+        warmup=_integer(props, WARMUP),
+        run=str(props.get(RUN, DEFAULT)),
+        run_settings=str(settings) if settings is not None else None,
+        run_nodes=_integer(props, RUN_NODES),
+        threshold_gbps=_number(props, THRESHOLD),
+    )

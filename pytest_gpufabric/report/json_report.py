@@ -1,0 +1,58 @@
+"""The ``--gpufabric-json`` report (and report.json in every artifacts bundle): the run's
+facts, each node's facts, the certification verdict and every test with its outcome,
+properties and message.
+
+Schema ``pytest-gpufabric/2`` (schema.py; version 1, before node facts moved to
+``run.nodes`` and the verdict was added, is still read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..judge.certify import Certification
+from ..session.session import FabricSession
+from .schema import JSON_SCHEMA
+
+
+def build_json(
+    session: FabricSession, exitstatus: int, certification: Certification | None
+) -> dict[str, Any]:
+    records = session.records.tests
+    outcomes = Counter(r.outcome for r in records)
+    return {
+        "schema": JSON_SCHEMA,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(session.started)),
+        "duration_s": round(time.time() - session.started, 3),
+        "exitstatus": exitstatus,
+        "run": {**session.facts(), "nodes": session.node_facts()},
+        "certification": certification.facts() if certification else None,
+        "summary": dict(sorted(outcomes.items())),
+        "tests": [
+            {
+                "nodeid": r.nodeid,
+                "outcome": r.outcome,
+                "duration_s": round(r.duration_s, 4),
+                "properties": r.properties,
+                "message": r.message,
+            }
+            for r in records
+        ],
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a fleet job reading the file never sees half of it. OSError when
+    the file cannot be written (the caller reports it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""What the suites parametrize over: one correctness case per collective × size, one
+bandwidth case per floor of the profile (the main run's section, and each isolation run's).
+A run the profile does not ask for is one placeholder case, skipped with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, pattern_modulus
+from ..profiles.model import Floor, Profile
+from ..runs import DEFAULT, ISOLATION_RUNS, NVLINK_ONLY, main_kind
+from ..units import format_size
+
+# Correctness runs use element counts that are prime per rank-chunk, so tails, unaligned
+# chunks and uneven channel splits are all exercised.
+CORRECTNESS_CHUNKS_CPU = (1021, 65537)
+CORRECTNESS_CHUNKS_GPU = (1021, 65537, 4194319)
+
+
+@dataclass(frozen=True)
+class BandwidthCase:
+    collective: Collective
+    nbytes: int
+    floor: Floor | None
+    kind: str  # the bandwidth section that judges it
+    run: str = DEFAULT  # the pool it runs in (runs.py)
+
+    @property
+    def id(self) -> str:
+        size = f"{self.collective.value}-{format_size(self.nbytes)}"
+        if self.run == DEFAULT:
+            return size
+        return f"{self.run}-{size}" if self.floor is not None else self.run
+
+
+@dataclass(frozen=True)
+class CorrectnessCase:
+    collective: Collective
+    chunk: int  # elements per rank-chunk
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.collective.value}-{self.chunk}x{self.dtype}"
+
+    def nbytes(self, nranks: int) -> int:
+        """The nccl-tests size whose layout has exactly ``chunk`` elements per rank-chunk."""
+        per_rank = self.chunk * DTYPE_SIZES[self.dtype]
+        if self.collective in (
+            Collective.ALL_GATHER,
+            Collective.REDUCE_SCATTER,
+            Collective.ALLTOALL,
+        ):
+            return per_rank * nranks
+        return per_rank
+
+
+def bandwidth_cases(profile: Profile | None, nodes: int) -> list[BandwidthCase]:
+    """The main run's cases: bandwidth.intra_node floors, or bandwidth.inter_node ones when
+    the ranks span several NCCL nodes."""
+    kind = main_kind(nodes)
+    run = profile.runs.get(kind) if profile is not None else None
+    if run is None or not run.floors:
+        return [BandwidthCase(c, 1 << 20, None, kind) for c in ALL_COLLECTIVES]
+    return [BandwidthCase(f.collective, f.nbytes, f, kind) for f in run.floors]
+
+
+def isolation_cases(profile: Profile | None) -> list[BandwidthCase]:
+    """The isolation runs' cases; a run the profile does not ask for is one skipped case.
+    nvlink_only without floors of its own is judged against bandwidth.intra_node."""
+    cases: list[BandwidthCase] = []
+    for kind in ISOLATION_RUNS:
+        run = profile.runs.get(kind) if profile is not None else None
+        floors = run.floors if run is not None else ()
+        if run is not None and not floors and kind == NVLINK_ONLY and profile is not None:
+            floors = profile.floors
+        if not floors:
+            cases.append(BandwidthCase(Collective.ALL_REDUCE, 1 << 30, None, kind, kind))
+        cases += [BandwidthCase(f.collective, f.nbytes, f, kind, kind) for f in floors]
+    return cases
+
+
+def correctness_cases(backend: str, dtype: str, nranks: int) -> list[CorrectnessCase]:
+    chunks = CORRECTNESS_CHUNKS_GPU if backend == "nccl" else CORRECTNESS_CHUNKS_CPU
+    try:
+        pattern_modulus(dtype, nranks)
+    except ValueError:
+        dtype = "float32"  # too many ranks for an exact bf16 sum
+    return [CorrectnessCase(c, n, dtype) for c in ALL_COLLECTIVES for n in chunks]

@@ -1,0 +1,103 @@
+"""The run's rank pools: one per run plan (session/plans.py), started on first use, one at a
+time (a request for another stops the current one, so pools never contend for the GPUs). A
+pool that failed stays down for the rest of the session: later tests that need it are
+skipped with a pointer to the test that saw it break."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..collectives import Collective, layout
+from ..judge.measure import Measurement, from_results
+from ..launch.protocol import Launcher, PoolSpec, RankFailure, RankPool
+from ..launch.wire import Job, RankHello
+from ..runs import DEFAULT
+from ..settings import Settings
+from ..units import format_size
+from .plans import RunPlan
+
+
+class PoolDown(Exception):
+    """The pool for this run failed earlier in the session; the message says where."""
+
+
+def _dir_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
+class Pools:
+    def __init__(self, launcher: Launcher, settings: Settings, backend: str, nranks: int) -> None:
+        self.launcher = launcher
+        self.settings = settings
+        self.backend = backend
+        self.nranks = nranks
+        self._pool: RankPool | None = None
+        self._key: str | None = None
+        self._down: dict[str, str] = {}
+        self._next_job = 0
+        self.main_hello: Sequence[RankHello] = ()  # what the main run's ranks reported
+        self.timed_collectives = 0  # collectives timed in this session
+
+    def get(self, plan: RunPlan, directory: Path, requester: str) -> RankPool:
+        """The running pool of ``plan`` (artifacts in ``directory``), started on first use."""
+        key = plan.name
+        if key in self._down:
+            raise PoolDown(f"rank pool {key!r} is down since {self._down[key]}")
+        if self._pool is not None and self._key == key:
+            return self._pool
+        self.close()
+        spec = PoolSpec(
+            name=plan.name,
+            nranks=self.nranks,
+            backend=self.backend,
+            directory=directory / _dir_name(plan.name),
+            startup_timeout=self.settings.startup_timeout.value,
+            job_timeout=self.settings.timeout.value,
+            env=dict(plan.env),
+            rank_env=plan.rank_env(self.nranks),
+        )
+        try:
+            self._pool = self.launcher.start(spec)
+        except RankFailure as exc:
+            self._down[key] = f"{requester} (start-up: {exc.summary})"
+            raise
+        self._key = key
+        if plan.name == DEFAULT and not self.main_hello:
+            self.main_hello = tuple(self._pool.hello)
+        return self._pool
+
+    def run(
+        self,
+        pool: RankPool,
+        collective: Collective,
+        nbytes: int,
+        *,
+        dtype: str,
+        warmup: int,
+        iters: int,
+        verify: bool,
+        requester: str,
+        purpose: str = "measure",
+    ) -> Measurement | None:
+        """One collective job on every rank; None for a traffic job a replay does not run."""
+        size = layout(collective, nbytes, self.nranks, dtype).nbytes if self.nranks else nbytes
+        self._next_job += 1
+        job = Job(self._next_job, collective.value, nbytes, dtype, warmup, iters, verify, purpose)
+        what = f"{collective.value} {format_size(size)} {dtype}"
+        try:
+            results = pool.run(job, what)
+        except RankFailure as exc:
+            self._down[self._key or DEFAULT] = f"{requester} ({what}: {exc.summary})"
+            self.close()
+            raise
+        self.timed_collectives += iters > 0
+        if not results:
+            return None
+        return from_results(collective, dtype, warmup, iters, results)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        self._pool, self._key = None, None

@@ -90,7 +90,11 @@ def pattern_modulus(dtype: str, nranks: int) -> int:
 
 
 def pattern_value(rank: int, index: int, modulus: int) -> int:
-    """Value rank ``rank`` puts at ``index`` of its input (seed 001: rank r holds r, r+1, ...)."""
+    """Value rank ``rank`` puts at ``index`` of its input.
+
+    Consecutive integers from ``7 * rank``, wrapped at ``modulus``: the same shape as the
+    all-reduce demo in tests/data/seeds/001_4d4b157738f4d5a3.txt (rank r holds r, r+1, ...).
+    """
     return (rank * 7 + index) % modulus
 
 

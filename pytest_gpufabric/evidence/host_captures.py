@@ -1,7 +1,8 @@
 """Host facts from recorded captures (and from nvidia-smi output read live): ``nvidia-smi -q
 -x`` XML, ``nvidia-smi -q`` text, ``topo -m``, ``topo -p2p r|w|n|a``, ``nvlink -s``/``-e``,
 an NVML probe JSON, and ``/proc/mounts`` lines for /dev/shm. Formats as printed by driver
-580 (tests/data/h200x4-nccl2.28.9/host) and described in research/nccl-efa-signals.md §8-11."""
+580 and recorded in tests/data/h200x4-nccl2.28.9/host (nvidia-smi-q.xml, nvidia-smi-q.txt,
+nvidia-smi-topo-m.txt, nvidia-smi-topo-p2p-nvlink.txt, nvml-probe.json)."""
 
 from __future__ import annotations
 

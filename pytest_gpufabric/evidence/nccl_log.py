@@ -3,8 +3,10 @@
 Reads any number of files of any origin: per-rank ``NCCL_DEBUG_FILE`` logs, or NCCL lines
 mixed into a job's stdout with other prefixes (timestamps, ``[default0]:`` from torchrun,
 kubectl). Every fact keeps the file and line it came from and the host/pid that printed it.
-Formats from NCCL 2.18 to 2.30 and aws-ofi-nccl 1.7+ (research/nccl-efa-signals.md); a
-``via`` line of unknown shape is kept in ``unknown_via``, never dropped.
+Formats from NCCL 2.18 to 2.30 (the INFO format strings in NVIDIA/nccl src/transport/p2p.cc,
+shm.cc, net.cc, coll_net.cc and src/init.cc) and aws-ofi-nccl 1.7+ (the ``NET/OFI`` lines of
+aws/aws-ofi-nccl src/nccl_ofi_net.cpp and src/platform-aws.cpp); a ``via`` line of unknown
+shape is kept in ``unknown_via``, never dropped.
 
 Speed matters (fleet jobs replay many logs; target >= 100 MB/s on 2 cores): lines are split
 in C, a line is rejected by ``find`` and ``startswith`` at an offset (no slicing), the

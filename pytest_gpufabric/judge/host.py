@@ -41,8 +41,8 @@ def unknown(facts: HostFacts, family: str, what: str) -> Judgement:
 SHM_REMEDY = (
     "give the ranks a larger /dev/shm: Docker --shm-size=1g or more (NCCL troubleshooting "
     "guide), Kubernetes an emptyDir {medium: Memory, sizeLimit: 64Gi} volume mounted at "
-    "/dev/shm (as the p4d pods of seed 000 do); NCCL >= 2.28 still needs tens of MB of /dev/shm "
-    "per process even with cuMem host buffers"
+    "/dev/shm; NCCL >= 2.28 still needs tens of MB of /dev/shm per process even with cuMem "
+    "host buffers"
 )
 
 

@@ -20,7 +20,7 @@ from .launch.local import LocalLauncher
 from .launch.protocol import Launcher
 from .profiles.catalogue import describe, load_catalogue
 from .profiles.model import ProfileError
-from .report.json_report import build_json, write_json
+from .report.json_report import write_reports
 from .report.terminal import header_lines, summary_lines
 from .runs import ISOLATION_RUNS
 from .session.records import TestRecord
@@ -271,26 +271,14 @@ class _SessionHooks:
             if self.certification is not None:
                 self.junit("certification", self.certification.verdict)
                 self.junit("certification_reason", self.certification.reason)
-        data = build_json(self.session, int(session.exitstatus), self.certification)
-        targets = [self.session.settings.json.value]
-        artifacts = self.session.artifacts
-        if artifacts is not None and artifacts.is_dir() and self.session.replay_of is None:
-            targets.append(artifacts / "report.json")  # the bundle replays on its own
-        for path in targets:
-            if path is None:
-                continue
-            try:
-                write_json(path, data)
-            except OSError as exc:
-                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-                why = exc.strerror or str(exc)
-                line = f"ERROR: gpufabric: cannot write the JSON report {path}: {why}"
-                if reporter is not None:
-                    reporter.write_line(line, red=True)
-                else:
-                    print(line, file=sys.stderr)
-                if session.exitstatus == pytest.ExitCode.OK:
-                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        for problem in write_reports(self.session, int(session.exitstatus), self.certification):
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(problem, red=True)
+            else:
+                print(problem, file=sys.stderr)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         lines = summary_lines(self.session, self.certification)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,35 @@ def test_one_channel_run_fails_every_floor_from_16mib_up() -> None:
         assert floor is not None
         if nbytes >= 16 << 20:
             assert busbw < floor.busbw_gbps / 4, (collective, nbytes)
+
+
+FLOORS_BAD_INPUT = [
+    (["{tmp}/missing.json", "--name", "n"], "{tmp}/missing.json: cannot read: No such file or directory"),
+    (["{tmp}/binary.json", "--name", "n"], "{tmp}/binary.json: not a text file"),
+    (["{tmp}/broken.json", "--name", "n"], "{tmp}/broken.json: not JSON: Expecting value: line 1 column 1 (char 0)"),
+    (["{tmp}/other.json", "--name", "n"], "{tmp}/other.json: not a pytest-gpufabric report (--gpufabric-json)"),
+    (["{tmp}"], "the following arguments are required: --name"),
+    (["{run}", "--name", "../etc/x"], "argument --name: '../etc/x' is not a profile name (letters, digits, - _ .)"),
+    (["{run}", "--name", "n", "--margins", "16MiB=2"], "argument --margins: '16MiB=2': fraction must be in (0, 1], got '2'"),
+    (["{run}", "--name", "n", "--margins", "lots"], "argument --margins: 'lots': 'lots' is not SIZE=FRACTION (e.g. 16MiB=0.8)"),
+    (["{run}", "--name", "n", "--margins", "16MiB=0.8"], "argument --margins: '16MiB=0.8': the margins need an entry for size 0 (the smallest messages)"),
+    (["{run}", "--name", "n", "--section", "inter_node"], "no bandwidth measurement of the inter_node run in these reports"),
+    (["{run}", "--name", "n", "--section", "sideways"], "argument --section: invalid choice: 'sideways' *"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), FLOORS_BAD_INPUT)
+def test_floors_bad_input_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    (tmp_path / "broken.json").write_text("")
+    (tmp_path / "other.json").write_text('{"results": []}')
+    fill = {"tmp": str(tmp_path), "run": str(RUNS[0])}
+    with pytest.raises(SystemExit) as info:
+        main([a.format(**fill) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no usage block, no traceback
+    want = f"python -m pytest_gpufabric.floors: error: {message.format(**fill)}"
+    assert fnmatch.fnmatch(err.strip(), want), err

@@ -23,7 +23,17 @@ from ..evidence.topology import (
     transport_counts,
 )
 from ..profiles.model import Expectation, NcclExpectations
-from .judgement import Finding, Judgement, Property, judged, not_asked, passed, quote, skipped
+from .judgement import (
+    Finding,
+    Judgement,
+    Property,
+    judged,
+    not_applicable,
+    not_asked,
+    passed,
+    quote,
+    skipped,
+)
 
 EXAMPLES = 3
 # What aws-ofi-nccl needs on EFA (its WARNs and its failed initialisation, network.py)
@@ -174,10 +184,10 @@ def judge_intra_node(log: NcclLog, exp: NcclExpectations) -> Judgement:
         ("intra_node_transports", transport_counts(same)),
     ]
     if not same and not findings:
-        return skipped(
-            no_connections_reason(log) if not log.connections else "no two ranks on one node",
-            props,
-        )
+        if not log.connections:
+            return skipped(no_connections_reason(log), props)
+        # Every rank is alone on its node (one GPU per node, or NCCL_HOSTID per rank).
+        return not_applicable("no two ranks on one node", props)
     want = str(exp.transport.value)
     wrong = [c for c in same if c.transport != want]
     by_detail: dict[str, list[Connection]] = {}
@@ -267,7 +277,11 @@ def judge_p2p_mode(log: NcclLog, exp: NcclExpectations) -> Judgement:
     if exp.p2p_read is None:
         return not_asked("the profile sets no nccl.intra_node.p2p_read", props)
     if not p2p:
-        return skipped("no P2P connection in the logs", props)
+        if not log.connections:
+            return skipped(no_connections_reason(log), props)
+        # Connections, none over P2P: intra_node_transport judges why (P2P off, one rank
+        # per node); there is no P2P mode to judge.
+        return not_applicable("no P2P connection in the logs", props)
     want = bool(exp.p2p_read.value)
     wrong = [c for c in p2p if c.read != want]
     findings = []

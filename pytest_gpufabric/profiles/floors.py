@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from ..collectives import ALL_COLLECTIVES, Collective
 from ..judge import properties
 from ..report.schema import SCHEMA_PREFIX, run_facts
-from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, NETWORK_ONLY, RUN_KINDS
+from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, KINDS, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
 
 # (smallest size, fraction of the lowest run): first match from the top wins.
@@ -99,7 +99,7 @@ def _section_lines(
     host_label: str | None,
     margins: Sequence[tuple[int, float]],
 ) -> tuple[list[str], dict[str, Any]]:
-    pool = DEFAULT if section in (INTRA_NODE, INTER_NODE) else section
+    pool = KINDS[section].pool
     chosen = reports_for(reports, section)
     floors = derive(collect(chosen, pool), margins)
     if not floors:

@@ -56,3 +56,26 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_reports(
+    session: FabricSession, exitstatus: int, certification: Certification | None
+) -> list[str]:
+    """The JSON report where --gpufabric-json says, and report.json in a live run's artifacts
+    bundle (so that the bundle replays on its own). Returns one line per file that could
+    not be written."""
+    data = build_json(session, exitstatus, certification)
+    targets = [session.settings.json.value]
+    artifacts = session.artifacts
+    if artifacts is not None and artifacts.is_dir() and session.replay_of is None:
+        targets.append(artifacts / "report.json")
+    problems = []
+    for path in targets:
+        if path is None:
+            continue
+        try:
+            write_json(path, data)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            problems.append(f"ERROR: gpufabric: cannot write the JSON report {path}: {why}")
+    return problems

@@ -21,7 +21,7 @@ from ..judge.measure import Measurement
 from ..launch.protocol import Launcher, RankPool
 from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
-from ..runs import DEFAULT, INTER_NODE
+from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS
 from ..settings import Settings
 from ..units import format_size
 from .cases import (
@@ -224,7 +224,7 @@ class FabricSession:
                         f"{case.run} run >= {case.floor.busbw_gbps:g} GB/s ({case.floor.where})",
                     )
                 )
-        for run in ("network_only", "nvlink_only"):
+        for run in ISOLATION_RUNS:
             if profile.runs.get(run) is not None:
                 demands.append(Demand(f"isolation/{run}", f"the path of the {run} run"))
         if self.world.backend == "nccl":

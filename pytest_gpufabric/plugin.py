@@ -258,7 +258,7 @@ class _SessionHooks:
         self.session.close()
         if self.config.option.collectonly:
             return
-        if self.session.records.tests:  # a verdict needs something judged (or not)
+        if self.session.records.checked:  # a verdict only where gpufabric checks ran
             self.certification = self.session.certification()
             allowed = self.session.settings.allow_uncertified.value
             if session.exitstatus == pytest.ExitCode.OK and not (

@@ -81,6 +81,9 @@ def test_an_environment_variable_enables_the_plugin_and_is_named_as_the_source(
         ["gpufabric: instance hgx-h200-4gpu (*) [[]hgx-h200-4gpu from environment variable "
          "GPUFABRIC_INSTANCE]", "gpufabric: launcher scripted, backend nccl, 4 ranks, *"]
     )  # fmt: skip
+    # No gpufabric check ran: no verdict, and the exit code is pytest's own.
+    assert result.ret == pytest.ExitCode.OK
+    assert "CERTIFIED" not in result.stdout.str()
 
 
 def test_bandwidth_verdicts_name_the_measurement_the_floor_and_its_source(

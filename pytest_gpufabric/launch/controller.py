@@ -233,6 +233,8 @@ class RankServer:
                 return True
             if reply is None and self.watch.exited(rank) is not None:
                 return True
+            if reply is None and rank in self._ranks and self._ranks[rank].closed:
+                return True  # its connection closed: it cannot answer any more
         return False
 
     def _fail(
@@ -245,11 +247,14 @@ class RankServer:
     ) -> None:
         silent = [r for r in failed if r not in replies]
         dead = [r for r in silent if self.watch.exited(r) is not None]
-        hung = [r for r in silent if r not in dead]
+        cut = [r for r in silent if r not in dead and r in self._ranks and self._ranks[r].closed]
+        hung = [r for r in silent if r not in dead and r not in cut]
         errors = [r for r in failed if isinstance(replies.get(r), Failed)]
         parts = []
         if dead:
             parts.append(f"{ranks_text(dead)} died")
+        if cut:
+            parts.append(f"{ranks_text(cut)} lost the connection to the controller")
         if hung:
             within = "after the others failed" if after_trouble else f"within {deadline_s:g} s"
             parts.append(f"{ranks_text(hung)} did not finish {within}")
@@ -269,6 +274,8 @@ class RankServer:
                 state = f"no reply: {ended}"
             elif rank not in self._ranks:
                 state = f"no reply: {self.watch.describe(rank)}, never connected to the controller"
+            elif self._ranks[rank].closed:
+                state = f"no reply: {self.watch.describe(rank)}, its connection closed"
             else:
                 state = f"no reply: {self.watch.describe(rank)}"
         return RankProblem(rank, state, self.watch.logs(rank))

@@ -34,6 +34,11 @@ class Records:
         """The test is about to skip, for this kind of reason."""
         self._skips[nodeid] = kind
 
+    @property
+    def checked(self) -> bool:
+        """Some test of this session ran a gpufabric check."""
+        return bool(self._claims)
+
     def add(self, record: TestRecord) -> None:
         # A test that failed in setup and then in teardown is one failure.
         if self.tests and self.tests[-1].nodeid == record.nodeid:

@@ -172,15 +172,23 @@ def test_ctrl_c_stops_every_rank(pytester: pytest.Pytester) -> None:
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--gpufabric-instance=auto",
          "--gpufabric-timeout=120"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As from a terminal: a background job of a non-interactive shell (how CI scripts
+        # often run) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    pid_file = pytester.path / "pids"
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert pid_file.exists(), "the ranks did not start"
-    time.sleep(0.5)  # rank 0 is now inside all_reduce, waiting for the frozen rank 1
-    pytest_run.send_signal(signal.SIGINT)
-    out, _ = pytest_run.communicate(timeout=60)
+    try:
+        pid_file = pytester.path / "pids"
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pid_file.exists(), "the ranks did not start"
+        time.sleep(0.5)  # rank 0 is now inside all_reduce, waiting for the frozen rank 1
+        pytest_run.send_signal(signal.SIGINT)
+        out, _ = pytest_run.communicate(timeout=60)
+    finally:
+        if pytest_run.poll() is None:  # never leave the inner pytest behind
+            pytest_run.kill()
+            pytest_run.communicate()
     assert pytest_run.returncode == pytest.ExitCode.INTERRUPTED, out
     assert "KeyboardInterrupt" in out
     pids = [int(p) for p in pid_file.read_text().split()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -25,12 +25,13 @@ from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
 from .session.cases import BandwidthCase, CorrectnessCase
 from .session.plans import RunPlan
-from .session.pools import PoolDown
+from .session.pools import Call, PoolDown
 from .session.session import FabricSession
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
 TRAFFIC = (Collective.ALL_REDUCE, Collective.ALLTOALL, Collective.SENDRECV)
+T = TypeVar("T")
 
 
 class Fabric:
@@ -59,12 +60,24 @@ class Fabric:
         the test (the test that saw it break has failed already); one that fails now fails
         this test."""
         __tracebackhide__ = True
-        try:
-            return self.session.pool(
-                plan or self.session.main_plan,
-                default_artifacts=self._default_artifacts,
-                requester=self.item.nodeid,
+        main = plan or self.session.main_plan
+        return self._guard(
+            lambda: self.session.pool(
+                main, default_artifacts=self._default_artifacts, requester=self.item.nodeid
             )
+        )
+
+    def _collective(self, plan: RunPlan | None, call: Call) -> Measurement | None:
+        __tracebackhide__ = True
+        pool = self.pool(plan)
+        return self._guard(lambda: self.session.run(pool, call, requester=self.item.nodeid))
+
+    def _guard(self, action: Callable[[], T]) -> T:
+        """``action``'s result; missing evidence or a pool that broke earlier skips the test,
+        ranks that fail now fail it."""
+        __tracebackhide__ = True
+        try:
+            return action()
         except (PoolDown, EvidenceMissing) as exc:
             skip: str | None = str(exc)
         except RankFailure as exc:
@@ -74,41 +87,10 @@ class Fabric:
             self._skip(skip)
         _fail(failure)
 
-    def _collective(
-        self,
-        plan: RunPlan | None,
-        collective: Collective,
-        nbytes: int,
-        *,
-        dtype: str,
-        warmup: int,
-        iters: int,
-        verify: bool,
-        purpose: str = "measure",
-    ) -> Measurement | None:
-        __tracebackhide__ = True
-        pool = self.pool(plan)
-        try:
-            return self.session.run_collective(
-                pool, collective, nbytes, dtype=dtype, warmup=warmup, iters=iters,
-                verify=verify, requester=self.item.nodeid, purpose=purpose,
-            )  # fmt: skip
-        except EvidenceMissing as exc:
-            skip: str | None = str(exc)
-        except RankFailure as exc:
-            skip, failure = None, str(exc)
-        if skip is not None:
-            self._skip(skip)
-        _fail(failure)
-
-    def _measure(
-        self, plan: RunPlan | None, collective: Collective, nbytes: int, *, dtype: str,
-        warmup: int, iters: int,
-    ) -> Measurement:
+    def _measure(self, plan: RunPlan | None, call: Call) -> Measurement:
         """A verified collective's measurement (``iters`` 0: correctness only)."""
         __tracebackhide__ = True
-        measured = self._collective(plan, collective, nbytes, dtype=dtype, warmup=warmup,
-                                    iters=iters, verify=True)  # fmt: skip
+        measured = self._collective(plan, call)
         if measured is None:
             self._skip(f"the {self.session.launcher.name} launcher returned no result")
         return measured
@@ -179,9 +161,7 @@ class Fabric:
         nranks = self.session.world.nranks
         if nranks < 1:
             self._skip(f"no rank in the recording {self.session.replay_of}")
-        measured = self._measure(
-            None, case.collective, case.nbytes(nranks), dtype=case.dtype, warmup=0, iters=0
-        )
+        measured = self._measure(None, Call(case.collective, case.nbytes(nranks), case.dtype))
         self._settle(judge_correctness(measured), self.session.test_context())
 
     def check_busbw(self, case: BandwidthCase) -> None:
@@ -197,10 +177,8 @@ class Fabric:
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
                        Skip.NOT_ASKED)  # fmt: skip
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
-        measured = self._measure(
-            plan, case.collective, case.nbytes, dtype=profile.dtype, warmup=profile.warmup,
-            iters=profile.iters,
-        )  # fmt: skip
+        call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters)
+        measured = self._measure(plan, call)
         self._settle(judge_busbw(measured, floor, profile.name), session.test_context())
 
     def nccl_evidence(self, plan: RunPlan | None = None) -> NcclLog:
@@ -209,11 +187,9 @@ class Fabric:
         recorded logs)."""
         __tracebackhide__ = True
         pool = self.pool(plan)
+        dtype = self.session.world.dtype
         for collective in TRAFFIC:
-            self._collective(
-                plan, collective, 1 << 20, dtype=self.session.world.dtype, warmup=0, iters=1,
-                verify=False, purpose="traffic",
-            )  # fmt: skip
+            self._collective(plan, Call(collective, 1 << 20, dtype, 0, 1, False, "traffic"))
         return pool.nccl_log()
 
     def check_isolation_path(self, run: str) -> None:
@@ -267,10 +243,9 @@ class Fabric:
 
     def _exercise_links(self) -> None:
         """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
-        self._collective(
-            None, Collective.ALL_REDUCE, 256 << 20, dtype=self.session.world.dtype, warmup=0,
-            iters=10, verify=False, purpose="traffic",
-        )  # fmt: skip
+        dtype = self.session.world.dtype
+        links = Call(Collective.ALL_REDUCE, 256 << 20, dtype, 0, 10, False, "traffic")
+        self._collective(None, links)
 
     def check_nccl(self, check: str) -> None:
         """What NCCL did (transports, P2P mode, network, plugin, NVLS, nodes, WARNs) is what

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..collectives import Collective, layout
@@ -17,6 +18,19 @@ from ..runs import DEFAULT
 from ..settings import Settings
 from ..units import format_size
 from .plans import RunPlan
+
+
+@dataclass(frozen=True)
+class Call:
+    """One collective job as the checks ask for it; "traffic" only makes NCCL connect."""
+
+    collective: Collective
+    nbytes: int
+    dtype: str
+    warmup: int = 0
+    iters: int = 0
+    verify: bool = True
+    purpose: str = "measure"
 
 
 class PoolDown(Exception):
@@ -68,34 +82,24 @@ class Pools:
             self.main_hello = tuple(self._pool.hello)
         return self._pool
 
-    def run(
-        self,
-        pool: RankPool,
-        collective: Collective,
-        nbytes: int,
-        *,
-        dtype: str,
-        warmup: int,
-        iters: int,
-        verify: bool,
-        requester: str,
-        purpose: str = "measure",
-    ) -> Measurement | None:
+    def run(self, pool: RankPool, call: Call, requester: str) -> Measurement | None:
         """One collective job on every rank; None for a traffic job a replay does not run."""
-        size = layout(collective, nbytes, self.nranks, dtype).nbytes if self.nranks else nbytes
+        c = call
+        size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes if self.nranks else 0
         self._next_job += 1
-        job = Job(self._next_job, collective.value, nbytes, dtype, warmup, iters, verify, purpose)
-        what = f"{collective.value} {format_size(size)} {dtype}"
+        job = Job(self._next_job, c.collective.value, c.nbytes, c.dtype, c.warmup, c.iters,
+                  c.verify, c.purpose)  # fmt: skip
+        what = f"{c.collective.value} {format_size(size or c.nbytes)} {c.dtype}"
         try:
             results = pool.run(job, what)
         except RankFailure as exc:
             self._down[self._key or DEFAULT] = f"{requester} ({what}: {exc.summary})"
             self.close()
             raise
-        self.timed_collectives += iters > 0
+        self.timed_collectives += c.iters > 0
         if not results:
             return None
-        return from_results(collective, dtype, warmup, iters, results)
+        return from_results(c.collective, c.dtype, c.warmup, c.iters, results)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..collectives import Collective
 from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
 from ..judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS
@@ -33,7 +32,7 @@ from .cases import (
 )
 from .hosts import Hosts
 from .plans import RunPlan, default_plan, isolation_plan
-from .pools import Pools
+from .pools import Call, Pools
 from .records import Records
 from .world import World, plan_world
 
@@ -152,22 +151,9 @@ class FabricSession:
         directory = self._artifacts or self.replay_of or Path()
         return self._pools.get(plan, directory, requester)
 
-    def run_collective(
-        self,
-        pool: RankPool,
-        collective: Collective,
-        nbytes: int,
-        *,
-        dtype: str,
-        warmup: int,
-        iters: int,
-        verify: bool,
-        requester: str,
-        purpose: str = "measure",
-    ) -> Measurement | None:
-        return self._pools.run(pool, collective, nbytes, dtype=dtype, warmup=warmup,
-                               iters=iters, verify=verify, requester=requester,
-                               purpose=purpose)  # fmt: skip
+    def run(self, pool: RankPool, call: Call, *, requester: str) -> Measurement | None:
+        """``call`` on every rank of ``pool`` (see pools.py); a pool that fails stays down."""
+        return self._pools.run(pool, call, requester)
 
     @property
     def timed_collectives(self) -> int:

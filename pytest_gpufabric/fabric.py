@@ -6,6 +6,7 @@ the reason, and says whether that keeps the run from being certified."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ from .judge.judgement import Finding, GpufabricWarning, Judgement, Property, Ski
 from .judge.measure import Measurement
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
-from .session.cases import BandwidthCase, CorrectnessCase
+from .session.cases import BandwidthCase, CorrectnessCase, bandwidth_key
 from .session.plans import RunPlan
 from .session.pools import Call, PoolDown
 from .session.session import FabricSession
@@ -94,6 +95,14 @@ class Fabric:
         if measured is None:
             self._skip(f"the {self.session.launcher.name} launcher returned no result")
         return measured
+
+    def _without_profile(self, judgement: Judgement) -> Judgement:
+        """Without a profile nothing asks for the check: say so, not "the profile sets no X"."""
+        world = self.session.world
+        if world.profile is not None or judgement.skip is not Skip.NOT_ASKED:
+            return judgement
+        summary = f"no instance profile asks for this check ({world.profile_reason})"
+        return dataclasses.replace(judgement, summary=summary)
 
     def _settle(self, judgement: Judgement, *context: Iterable[Property]) -> None:
         """Record a judgement's properties (and ``context``), then pass, warn, skip or fail
@@ -168,7 +177,7 @@ class Fabric:
         """busbw of the collective at this size, in the case's run, is at least the profile's
         floor (a pass within the warn band is recorded as a warning)."""
         __tracebackhide__ = True
-        self._claim(f"bandwidth/{case.id}")
+        self._claim(bandwidth_key(case))
         session = self.session
         reason = session.bandwidth_skip_reason(case)
         profile, floor, plan = session.world.profile, case.floor, session.plan(case.run)
@@ -239,7 +248,7 @@ class Fabric:
             if not session.timed_collectives:
                 self._exercise_links()
         evidence = session.host_evidence(fresh=check == "nvlink_errors")
-        self._settle(_per_node(HOST_CHECKS[check], evidence, expectations))
+        self._settle(self._without_profile(_per_node(HOST_CHECKS[check], evidence, expectations)))
 
     def _exercise_links(self) -> None:
         """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
@@ -258,7 +267,7 @@ class Fabric:
         expectations = world.profile.nccl if world.profile is not None else NcclExpectations()
         log = self.nccl_evidence()
         self._settle(
-            CHECKS[check](log, expectations),
+            self._without_profile(CHECKS[check](log, expectations)),
             self.session.test_context(),
             [("nccl_log_files", len(log.files))],
         )

@@ -16,7 +16,6 @@ from .fabric import Fabric
 from .judge.catalog import CHECKS, HOST_CHECKS
 from .judge.certify import Certification
 from .launch import registry
-from .launch.local import LocalLauncher
 from .launch.protocol import Launcher
 from .profiles.catalogue import describe, load_catalogue
 from .profiles.model import ProfileError
@@ -134,11 +133,24 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # pytest_cmdline_main lists and exits; nothing else may fail first
     settings = _settings(config)
     config.stash[SETTINGS_KEY] = settings
+    xdist = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    if xdist and (settings.explicit or _runs_shipped_suites(config)):
+        raise pytest.UsageError(_XDIST_REFUSAL)  # before xdist starts any worker
     if not settings.explicit:
         return  # built by the first test that asks for it (or never)
-    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
-        raise pytest.UsageError(_XDIST_REFUSAL)  # before xdist starts any worker
     _build_session(config)  # a bad option, profile or node stops the run before any test
+
+
+def _runs_shipped_suites(config: pytest.Config) -> bool:
+    """The command line names the shipped suites (a path into them, or --pyargs)."""
+    suites = Path(__file__).resolve().parent / "suites"
+    for arg in config.args:
+        if arg.split("::")[0].startswith("pytest_gpufabric.suites"):
+            return True
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if path == suites or suites in path.parents:
+            return True
+    return False
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -155,13 +167,25 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     for line in describe(catalogue):
         print(line)
     auto = dataclasses.replace(settings, instance=Setting("auto", "--gpufabric-list"))
+    config.stash[SETTINGS_KEY] = settings
+    name = settings.launcher.value
     try:
-        node = LocalLauncher().nodes(detect=True)[0]
-        profile, how = choose_profile(auto, catalogue, node)
+        launcher = config.hook.pytest_gpufabric_make_launcher(config=config, name=name)
+        nodes = launcher.nodes(detect=True) if launcher is not None else []
     except (SettingError, ValueError) as exc:
-        print(f"on this node: {exc}")
-    else:
-        print(f"on this node: {profile.name if profile else 'no profile'} [{how}]")
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    if launcher is None:
+        print(f"ERROR: --gpufabric-launcher: unknown launcher {name!r}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    for node in nodes:  # read by the launcher where its ranks would run
+        where = "this node" if launcher.name == "local" else f"node {node.name}"
+        try:
+            profile, how = choose_profile(auto, catalogue, node)
+        except SettingError as exc:
+            print(f"on {where}: {exc}")
+        else:
+            print(f"on {where}: {profile.name if profile else 'no profile'} [{how}]")
     return 0
 
 

@@ -18,6 +18,9 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+MAX_SECONDS = 7 * 24 * 3600  # beyond this, torch's and gloo's millisecond timeouts overflow
+
+
 class SettingError(ValueError):
     """A bad option value; the message names the option, the value and its source."""
 
@@ -179,6 +182,8 @@ def _positive_seconds(text: str) -> float:
         raise ValueError("not a number of seconds") from None
     if not value > 0 or value == float("inf"):
         raise ValueError("must be a number of seconds > 0")
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS} s (7 days)")
     return value
 
 
@@ -224,7 +229,7 @@ def _pick(
     raw_env = env.get(spec.env)
     if raw_env:
         items = raw_env.split(os.pathsep) if spec.multiple else [raw_env]
-        return [RawValue(i, f"environment variable {spec.env}", cwd) for i in items if i]
+        return [RawValue(i, f"environment variable {spec.env}", cwd) for i in items]
     raw_ini = ini.get(spec.ini)
     if raw_ini not in (None, [], ""):
         base = ini_file.parent if ini_file else cwd
@@ -281,13 +286,25 @@ def resolve(
 
     spec = SPECS["thresholds"]
     extra = _pick(spec, cli, env, ini, ini_file, here)
+    for raw in extra:
+        if not raw.text.strip():
+            raise SettingError(f"{spec.flag}: an empty path from {raw.source}")
     thresholds = Setting(
         tuple((r.base / r.text).resolve() for r in extra),
         extra[0].source if extra else "default",
     )
     replay = path("replay")
     launcher = defaulted("launcher", _name)
+    nprocs = one("nprocs", _positive_int)
+    emulate_nodes = defaulted("emulate-nodes", _positive_int)
     if replay.value is not None:
+        for name, setting in (("nprocs", nprocs), ("emulate-nodes", emulate_nodes)):
+            if setting.source != "default":
+                raise SettingError(
+                    f"--gpufabric-{name}: {setting.value} (from {setting.source}) has no effect on "
+                    f"a replay: the recording (--gpufabric-replay, from {replay.source}) says how "
+                    "many ranks and nodes it had"
+                )
         if launcher.source != "default" and launcher.value != "replay":
             raise SettingError(
                 f"--gpufabric-launcher: {launcher.value!r} (from {launcher.source}) cannot judge "
@@ -300,8 +317,8 @@ def resolve(
         )
     return Settings(
         instance=defaulted("instance", _instance),
-        nprocs=one("nprocs", _positive_int),
-        emulate_nodes=defaulted("emulate-nodes", _positive_int),
+        nprocs=nprocs,
+        emulate_nodes=emulate_nodes,
         timeout=defaulted("timeout", _positive_seconds),
         startup_timeout=defaulted("startup-timeout", _positive_seconds),
         launcher=launcher,
@@ -316,6 +333,14 @@ def resolve(
 def check_paths(settings: Settings) -> None:
     """The paths a run will read or write, checked before any test runs: a bad one is a
     SettingError naming the option, its source and the problem."""
+    for overlay in settings.thresholds.value:
+        where = f"--gpufabric-thresholds: {overlay} (from {settings.thresholds.source})"
+        if not overlay.exists():
+            raise SettingError(f"{where}: no such file or directory")
+        if overlay.is_dir() and not any(p.suffix in (".yaml", ".yml") for p in overlay.iterdir()):
+            raise SettingError(f"{where}: no profile (*.yaml file) in this directory")
+        if not overlay.is_dir() and not overlay.is_file():
+            raise SettingError(f"{where}: not a regular file or a directory")
     replay = settings.replay
     if replay.value is not None and not replay.value.is_dir():
         problem = "not a directory" if replay.value.exists() else "no such directory"
@@ -331,6 +356,9 @@ def check_paths(settings: Settings) -> None:
         where = f"--gpufabric-json: {json_path.value} (from {json_path.source})"
         if json_path.value.is_dir():
             raise SettingError(f"{where}: is a directory; give a file name")
+        if json_path.value.exists() and not json_path.value.is_file():
+            # The report is written beside and renamed over: a device or FIFO would be replaced.
+            raise SettingError(f"{where}: exists and is not a regular file")
         _writable_dir(json_path.value.parent, where)
         if json_path.value.exists() and not os.access(json_path.value, os.W_OK):
             raise SettingError(f"{where}: the file exists and is not writable")

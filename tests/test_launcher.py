@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from pytest_gpufabric.launch.controller import STARTUP
 from pytest_gpufabric.launch.local import LocalLauncher, LocalPool, _Rank
 from pytest_gpufabric.launch.protocol import PoolSpec, RankFailure
 from pytest_gpufabric.launch.wire import Job, Join, encode
+from pytest_gpufabric.rank.channel import EXIT_CONTROLLER_GONE
 
 
 def wait_gone(pids: list[int], seconds: float = 10.0) -> bool:
@@ -139,31 +139,45 @@ def test_rank_errors_are_reported_with_their_text(pool: LocalPool) -> None:
     assert "rank 0: error: KeyError: 'int4'" in str(info.value)
 
 
+CONTROLLER = """
+import os, signal
+from pathlib import Path
+from pytest_gpufabric.launch.local import LocalLauncher
+from pytest_gpufabric.launch.protocol import PoolSpec
+from pytest_gpufabric.launch.wire import Job
+
+pool = LocalLauncher().start(PoolSpec("default", 2, "gloo", Path({directory!r}), 300.0, 30.0))
+os.kill(pool.pids[1], signal.SIGSTOP)
+pool.server._ranks[0].send(Job(1, "all_reduce", 4096, "float32", 0, 1, False))
+print(*pool.pids, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 def test_ranks_leave_when_the_controller_dies(tmp_path: Path) -> None:
-    """A controller killed with SIGKILL runs no cleanup: ranks notice the closed pipe and
-    exit, also the one blocked inside a collective waiting for a frozen peer."""
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        from pathlib import Path
-        from pytest_gpufabric.launch.protocol import PoolSpec
-        from pytest_gpufabric.launch.local import LocalLauncher
-        from pytest_gpufabric.launch.wire import Job, Join, encode
-        pool = LocalLauncher().start(PoolSpec("default", 2, "gloo", Path({str(tmp_path)!r}), 300.0, 30.0))
-        os.kill(pool.pids[1], signal.SIGSTOP)
-        pool.server._ranks[0].send(Job(1, "all_reduce", 4096, "float32", 0, 1, False))
-        print(*pool.pids, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
+    """A controller killed with SIGKILL runs no cleanup: every rank goes, the one blocked
+    inside a collective (its connection closes) and the frozen one too (the kernel kills it
+    with its parent: a stopped process runs no code of its own)."""
+    script = CONTROLLER.format(directory=str(tmp_path))
     controller = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert controller.returncode == -signal.SIGKILL, controller.stderr
     blocked, frozen = (int(p) for p in controller.stdout.split())
     assert wait_gone([blocked], 10), "rank blocked in all_reduce outlived its controller"
-    os.kill(frozen, signal.SIGCONT)  # a frozen process runs nothing until continued
-    assert wait_gone([frozen], 10)
+    assert wait_gone([frozen], 10), "the frozen rank outlived its controller"
+
+
+def test_ranks_leave_when_their_connection_closes(pool: LocalPool) -> None:
+    """Ranks on other machines have no parent to die with: a closed connection to the
+    controller is how they learn that it is gone, even inside a collective."""
+    pool.server._ranks[0].send(Job(3, "all_reduce", 4096, "float32", 0, 1, False))
+    os.kill(pool.pids[1], signal.SIGSTOP)  # rank 0 now waits for rank 1 inside all_reduce
+    pool.server.close()  # as if the controller's host vanished: both connections close
+    processes = [r.process for r in pool._ranks]
+    assert processes[0].wait(timeout=10) == EXIT_CONTROLLER_GONE
+    os.kill(pool.pids[1], signal.SIGCONT)
+    assert processes[1].wait(timeout=10) == EXIT_CONTROLLER_GONE
 
 
 def test_only_ranks_with_the_runs_token_are_heard(pool: LocalPool) -> None:

@@ -6,6 +6,7 @@ scripted pools hand over are real captures of the 4×H200 validation run F."""
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -254,10 +255,14 @@ def test_launchers_are_chosen_by_name_and_unknown_names_are_usage_errors(
     chosen.stdout.fnmatch_lines(["gpufabric: launcher scripted, backend nccl, 4 ranks, *"])
 
 
-def test_xdist_is_refused_in_one_line_before_any_worker_starts(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("args", [["--gpufabric-instance=auto"], [str(SUITES)]])
+def test_xdist_is_refused_in_one_line_before_any_worker_starts(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
+    """With a gpufabric option, or the shipped suites named without any."""
     pytest.importorskip("xdist")
     pytester.makepyfile("def test_x(gpufabric): pass")
-    result = pytester.runpytest("-n", "2", "--gpufabric-instance=auto")
+    result = pytester.runpytest("-n", "2", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-gpufabric cannot run under pytest-xdist (-n)*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
@@ -284,7 +289,25 @@ def _truncated_replay(tmp: Path, h200: Path) -> Path:
 # (arguments, environment, expected one-line error); {tmp} and {h200} are filled in.
 BAD_INPUT = [
     (["--gpufabric-json=out.json", "--gpufabric-thresholds={tmp}/nope"], {},
-     "ERROR: {tmp}/nope: no such file or directory"),
+     "ERROR: --gpufabric-thresholds: {tmp}/nope (from --gpufabric-thresholds): no such file or directory"),
+    (["--gpufabric-instance=auto"], {"GPUFABRIC_THRESHOLDS": "{tmp}/empty:"},
+     "ERROR: --gpufabric-thresholds: an empty path from environment variable GPUFABRIC_THRESHOLDS"),
+    (["--gpufabric-thresholds={tmp}/empty"], {},
+     "ERROR: --gpufabric-thresholds: {tmp}/empty (from --gpufabric-thresholds): no profile (*.yaml file) in this directory"),
+    (["--gpufabric-thresholds={tmp}/binary.yaml"], {},
+     "ERROR: {tmp}/binary.yaml: not a UTF-8 text file"),
+    (["--gpufabric-thresholds={tmp}/fifo-profiles"], {},
+     "ERROR: {tmp}/fifo-profiles/x.yaml: not a regular file"),
+    (["--gpufabric-json={tmp}/fifo"], {},
+     "ERROR: --gpufabric-json: {tmp}/fifo (from --gpufabric-json): exists and is not a regular file"),
+    (["--gpufabric-timeout=1e10"], {},
+     "ERROR: --gpufabric-timeout: invalid value '1e10' from --gpufabric-timeout: must be at most 604800 s (7 days)"),
+    (["--gpufabric-replay={h200}/default", "--gpufabric-nprocs=2"], {},
+     "ERROR: --gpufabric-nprocs: 2 (from --gpufabric-nprocs) has no effect on a replay: *"),
+    (["--gpufabric-replay={tmp}/shapeless", "--gpufabric-instance=hgx-h200-4gpu"], {},
+     "ERROR: --gpufabric-replay: {tmp}/shapeless/result.json: JSON of a known kind with something unexpected in it (AttributeError: *)"),
+    (["--gpufabric-replay={tmp}/nan-count", "--gpufabric-instance=hgx-h200-4gpu"], {},
+     "ERROR: --gpufabric-replay: {tmp}/nan-count/report.json: run.gpu_count is 'abc', not a count"),
     (["--gpufabric-timeout=60", f"--gpufabric-thresholds={BROKEN / 'bad-floor.yaml'}"], {},
      f"ERROR: {BROKEN}/bad-floor.yaml:8: bandwidth.intra_node.floors.all_reduce.1GiB: busbw floor must be a number > 0 (GB/s), got -5"),
     (["--gpufabric-nprocs=2"], {"GPUFABRIC_NODE_INSTANCE_TYPE": "p9.96xlarge"},
@@ -347,7 +370,16 @@ def test_bad_input_is_one_line_naming_its_source_and_nothing_runs(
     (tmp / "empty").mkdir()
     (tmp / "empty" / "notes.txt").write_text("nothing here\n")
     _binary(tmp / "binary")
+    _binary(tmp / "binary.yaml")
     _truncated_replay(tmp, h200_capture)
+    os.mkfifo(tmp / "fifo")
+    (tmp / "fifo-profiles").mkdir()
+    os.mkfifo(tmp / "fifo-profiles" / "x.yaml")
+    (tmp / "shapeless").mkdir()
+    (tmp / "shapeless" / "result.json").write_text('{"world": 2, "results": [1, 2]}')
+    (tmp / "nan-count").mkdir()
+    report = {"schema": "pytest-gpufabric/2", "run": {"gpu_count": "abc"}, "tests": []}
+    (tmp / "nan-count" / "report.json").write_text(json.dumps(report))
     fill = {"tmp": str(tmp), "h200": str(h200_capture)}
     for key, value in env.items():
         monkeypatch.setenv(key, value.format(**fill))

@@ -75,6 +75,17 @@ def test_line_buffer_splits_a_stream_at_newlines() -> None:
         (b'{"protocol": "gpufabric-rank", "v": 1, "type": "shout"}', "unknown message type 'shout'"),
         (b'{"protocol": "gpufabric-rank", "v": 1, "type": "join", "token": "t", "rank": 1}',
          "join: no field 'pid'"),
+        (b'{"protocol": "gpufabric-rank", "v": 1, "type": "join", "token": 7, "rank": 1, "pid": 2, "host": "h"}',
+         "Join.token: expected str, got int"),
+        (b'{"protocol": "gpufabric-rank", "v": 1, "type": "join", "token": "t", "rank": "1", "pid": 2, "host": "h"}',
+         "Join.rank: expected int, got str"),
+        (b'{"protocol": "gpufabric-rank", "v": 1, "type": "join", "token": "t", "rank": true, "pid": 2, "host": "h"}',
+         "Join.rank: expected int, got bool"),
+        (b'{"protocol": "gpufabric-rank", "v": 1, "type": "ready", "hello": [1]}',
+         "Ready.hello: expected an object, got list"),
+        (b'{"protocol": "gpufabric-rank", "v": 1, "type": "result", "id": 1, "rank": 0, "result": {"nbytes": 4, "times_ms": "fast"}}',
+         "JobResult.times_ms: expected a list, got str"),
+        (b"[" * 100000 + b"]" * 100000, "not JSON: nested too deeply"),
     ],
 )  # fmt: skip
 def test_what_is_not_a_message_is_refused_with_the_reason(line: bytes, problem: str) -> None:

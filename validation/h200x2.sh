@@ -49,6 +49,11 @@ for stage_name in "$@"; do
         gate "$BASE" "base-healthy$i"
         gate "$NEW" "new-healthy$i"
       done ;;
+    this)
+      stage "this tree alone: healthy, NCCL_P2P_DISABLE=1, two emulated nodes"
+      gate "$NEW" new-healthy1
+      NCCL_P2P_DISABLE=1 gate "$NEW" new-p2p-off
+      gate "$NEW" new-two --gpufabric-emulate-nodes 2 ;;
     faults)
       stage "NCCL_P2P_DISABLE=1 (expected: the intra-node transport checks fail naming SHM)"
       NCCL_P2P_DISABLE=1 gate "$BASE" base-p2p-off

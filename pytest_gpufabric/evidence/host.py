@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -334,20 +334,29 @@ def to_json(facts: HostFacts, when: str) -> dict[str, Any]:
     }
 
 
+def _field_names(cls: type[Any]) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
 def from_json(data: dict[str, Any], where: str) -> HostFacts:
     facts = HostFacts(f"{data.get('origin', 'a host snapshot')}, recorded in {where}")
     facts.driver = data.get("driver")
+    # Keys of a newer snapshot that this version does not know are left out, not an error.
+    link_keys, gpu_keys = _field_names(Link), _field_names(GpuHost) - {"links"}
     for gpu in data.get("gpus", []):
-        links = {int(n): Link(**link) for n, link in gpu.get("links", {}).items()}
-        facts.gpus.append(
-            GpuHost(**{**{k: v for k, v in gpu.items() if k != "links"}, "links": links})
-        )
+        links = {
+            int(n): Link(**{k: v for k, v in link.items() if k in link_keys})
+            for n, link in gpu.get("links", {}).items()
+        }
+        known = {k: v for k, v in gpu.items() if k in gpu_keys}
+        facts.gpus.append(GpuHost(**known, links=links))
     for pair, caps in data.get("p2p", {}).items():
         a, b = (int(x) for x in pair.split("-"))
         facts.p2p[(a, b)] = caps
     facts.topology = data.get("topology") or {}
     facts.nics = data.get("nics") or {}
-    facts.shm = Shm(**data["shm"]) if data.get("shm") else None
+    shm = data.get("shm")
+    facts.shm = Shm(**{k: v for k, v in shm.items() if k in _field_names(Shm)}) if shm else None
     facts.rdma_devices = [(str(d[0]), str(d[1])) for d in data.get("rdma_devices", [])]
     for key in ("efa_pci_devices", "memlock", "peermem", "dmabuf", "kernel", "taken_at"):
         setattr(facts, key, data.get(key))

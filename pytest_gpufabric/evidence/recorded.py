@@ -178,18 +178,29 @@ def _pool_name(path: Path) -> str | None:
 def _classify(run: RecordedRun, path: Path, text: str) -> list[str]:
     kinds = []
     stripped = text.lstrip()
-    if stripped.startswith("{"):
+    if stripped.startswith("{") or path.suffix == ".json":
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             looks = next((kind for marker, kind in _JSON_MARKERS if marker in text[:4096]), None)
+            if looks is None and path.suffix == ".json":
+                looks = "a JSON file (by its name)"
             if looks is not None:
                 raise RecordingError(
-                    f"{path}: looks like {looks} but is not valid JSON: {exc}"
+                    f"{path}: looks like {looks} but is not valid JSON: "
+                    f"{exc if isinstance(exc, ValueError) else 'nested too deeply'}"
                 ) from None
             data = None
         if isinstance(data, dict):
-            kind = _json(run, path, data) or _host_json(run, path, data)
+            try:
+                kind = _json(run, path, data) or _host_json(run, path, data)
+            except RecordingError:
+                raise
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                raise RecordingError(
+                    f"{path}: JSON of a known kind with something unexpected in it "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
             return [kind] if kind else []
     if host_captures.is_host_capture(text):
         if run.host is None:
@@ -282,6 +293,10 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
         tests = data.get("tests", [])
         if not isinstance(tests, list) or not isinstance(data.get("run", {}), dict):
             raise RecordingError(f"{path}: a pytest-gpufabric report without a tests list")
+        for fact in ("nranks", "nnodes", "gpu_count"):
+            value = run_facts(data).get(fact)
+            if value is not None and not str(value).isdigit():
+                raise RecordingError(f"{path}: run.{fact} is {value!r}, not a count")
         run.reports.append(data)
         for test in tests:
             measured = properties.read(test.get("properties", {}) if isinstance(test, dict) else {})

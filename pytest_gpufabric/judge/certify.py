@@ -20,8 +20,9 @@ SHOWN = 12  # not-judged items listed in the terminal; the JSON report has them 
 class Demand:
     """One check or floor the profile asks for on this run."""
 
-    key: str  # "bandwidth/all_reduce-1GiB", "nccl/init", "host/shm", "node/ranks_joined"
+    key: str  # "bandwidth/intra_node/all_reduce-1GiB", "nccl/init", "node/ranks_joined"
     what: str  # for people: "busbw of all_reduce 1GiB >= 318 GB/s (thresholds/x.yaml:19)"
+    unrun: str = "not run in this session"  # what it means when no test answered it
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def certify(
     for demand in demands:
         seen = by_key.get(demand.key)
         if not seen:
-            not_judged.append((demand.what, "not run in this session"))
+            not_judged.append((demand.what, demand.unrun))
             continue
         for outcome in seen:
             if outcome.outcome == "failed":

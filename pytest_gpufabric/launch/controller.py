@@ -40,6 +40,9 @@ from .wire import (
 )
 
 GRACE_AFTER_TROUBLE_S = 3.0  # after a death or an error, let the others report their side
+SEND_TIMEOUT_S = 10.0  # a rank that does not take a message in this long is not listening
+MAX_LINE_BEFORE_JOIN = 4096  # a Join is a few hundred bytes; a stranger gets no more
+MAX_LINE = 16 << 20
 STARTUP = "start-up (connect, import torch, rendezvous, join the process group)"
 
 
@@ -66,10 +69,16 @@ class _Connection:
     closed: bool = False
 
     def send(self, message: Message) -> bool:
+        """Whole messages only: blocking (with a timeout) while it is sent, so a full socket
+        buffer never cuts one in half; the selector reads without blocking."""
         try:
+            self.sock.settimeout(SEND_TIMEOUT_S)
             self.sock.sendall(encode(message))
         except OSError:
             return False
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.setblocking(False)
         return True
 
 
@@ -93,6 +102,7 @@ class RankServer:
         self.hello: list[RankHello] = []
         self.refused: list[str] = []  # connections dropped: bad token, protocol, duplicate rank
         self.broken: str | None = None
+        self._closed = False
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -185,7 +195,13 @@ class RankServer:
         if not chunk:
             self._drop(conn)
             return
-        for line in conn.buffer.feed(chunk):
+        lines = conn.buffer.feed(chunk)
+        limit = MAX_LINE if conn.rank is not None else MAX_LINE_BEFORE_JOIN
+        if len(conn.buffer.data) > limit:
+            who = f"rank {conn.rank}" if conn.rank is not None else "a peer"
+            self._refuse(conn, who, f"a line longer than {limit} bytes")
+            return
+        for line in lines:
             try:
                 message = decode(line)
             except ProtocolError as exc:
@@ -263,7 +279,8 @@ class RankServer:
         summary = "; ".join(parts) + f" (of {self.nranks} ranks)"
         problems = [self._problem(r, replies.get(r)) for r in failed]
         self.broken = f"{what}: {summary}"
-        raise RankFailure(self.pool, what, summary, problems)
+        notes = [f"connection refused: {note}" for note in self.refused]
+        raise RankFailure(self.pool, what, summary, problems, notes)
 
     def _problem(self, rank: int, reply: Message | None) -> RankProblem:
         if isinstance(reply, Failed):
@@ -281,6 +298,9 @@ class RankServer:
         return RankProblem(rank, state, self.watch.logs(rank))
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for conn in list(self._ranks.values()):
             self._drop(conn)
         for key in list(self._selector.get_map().values()):

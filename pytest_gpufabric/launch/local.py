@@ -152,6 +152,7 @@ class LocalPool:
             job_timeout=spec.job_timeout,
             log_dir=spec.directory,
         )
+        env["GPUFABRIC_RANK_PARENT"] = str(os.getpid())  # ranks die with pytest (rank/channel.py)
         out_path = spec.directory / f"rank{rank}.out.log"
         log = out_path.open("wb")
         process = subprocess.Popen(

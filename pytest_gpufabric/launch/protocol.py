@@ -71,11 +71,19 @@ class RankProblem:
 class RankFailure(Exception):
     """Some ranks did not finish a job. ``str()`` names them, says why and shows their logs."""
 
-    def __init__(self, pool: str, what: str, summary: str, problems: Sequence[RankProblem]) -> None:
+    def __init__(
+        self,
+        pool: str,
+        what: str,
+        summary: str,
+        problems: Sequence[RankProblem],
+        notes: Sequence[str] = (),
+    ) -> None:
         self.pool = pool
         self.what = what
         self.summary = summary
         self.problems = tuple(problems)
+        self.notes = tuple(notes)  # what else the controller saw (connections it refused)
         super().__init__(self.render())
 
     @property
@@ -85,6 +93,7 @@ class RankFailure(Exception):
     def render(self) -> str:
         lines = [f"rank pool {self.pool!r}: {self.what}: {self.summary}"]
         lines += [f"  rank {p.rank}: {p.state}" for p in self.problems]
+        lines += [f"  {note}" for note in self.notes]
         for problem in self.problems:
             for path, tail in problem.logs:
                 lines.append(f"--- rank {problem.rank}: last lines of {path}")

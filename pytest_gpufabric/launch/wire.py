@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -153,13 +155,6 @@ class Exit(Message):
 MESSAGES: dict[str, type[Message]] = {
     cls.kind: cls for cls in (Join, StoreReady, Rendezvous, Ready, Job, Result, Failed, Exit)
 }
-# Nested records by field name (messages are flat apart from these).
-_NESTED: dict[str, type[Any]] = {
-    "hello": RankHello,
-    "result": JobResult,
-    "device": DeviceInfo,
-    "first_mismatch": FirstMismatch,
-}
 
 
 def encode(message: Message) -> bytes:
@@ -173,6 +168,8 @@ def decode(line: bytes | str) -> Message:
         data = json.loads(line)
     except ValueError as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("not JSON: nested too deeply") from None
     if not isinstance(data, dict) or data.get("protocol") != PROTOCOL:
         raise ProtocolError(f"not a {PROTOCOL} message")
     version = data.get("v")
@@ -189,23 +186,51 @@ def decode(line: bytes | str) -> Message:
 
 
 def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    """``cls`` from ``data``, every field checked against its type: a peer is not trusted."""
+    hints = _hints(cls)
     values: dict[str, Any] = {}
     for spec in dataclasses.fields(cls):
         if spec.name not in data:
             if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
                 raise ProtocolError(f"{getattr(cls, 'kind', cls.__name__)}: no field {spec.name!r}")
             continue
-        value = data[spec.name]
-        nested = _NESTED.get(spec.name)
-        if nested is not None and isinstance(value, dict):
-            value = _build(nested, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[spec.name] = value
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ProtocolError(f"{cls.__name__}: {exc}") from None
+        values[spec.name] = _typed(data[spec.name], hints[spec.name], f"{cls.__name__}.{spec.name}")
+    return cls(**values)
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as ``hint`` (int, float, str, bool, X | None, tuple[X, ...], a record)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _typed(value, inner, where)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_typed(v, args[0], where) for v in value)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where}: expected an object, got {type(value).__name__}")
+        return _build(hint, value)  # type: ignore[arg-type]
+    ok = (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+        if hint is float
+        else isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    )
+    if not ok:
+        raise ProtocolError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+    return float(value) if hint is float else value
 
 
 @dataclass

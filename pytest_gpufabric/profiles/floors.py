@@ -24,6 +24,7 @@ from ..judge import properties
 from ..report.schema import SCHEMA_PREFIX, run_facts
 from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, KINDS, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
+from .catalogue import load_catalogue
 
 # (smallest size, fraction of the lowest run): first match from the top wins.
 DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 0.80), (0, 0.50))
@@ -231,6 +232,8 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a text file") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not JSON: nested too deeply") from None
     if (
         not isinstance(data, dict)
         or not str(data.get("schema", "")).startswith(SCHEMA_PREFIX)
@@ -238,6 +241,13 @@ def read_report(path: Path) -> dict[str, Any]:
         or not isinstance(data.get("run"), dict)
     ):
         raise ValueError(f"{path}: not a pytest-gpufabric report (--gpufabric-json)")
+    for number, test in enumerate(data["tests"]):
+        if not isinstance(test, dict) or not isinstance(test.get("properties", {}), dict):
+            raise ValueError(f"{path}: tests[{number}] is not a test with properties")
+    for fact in ("gpu_count", "nnodes"):
+        value = run_facts(data).get(fact)
+        if value is not None and not str(value).isdigit():
+            raise ValueError(f"{path}: run.{fact} is {value!r}, not a count")
     return data
 
 
@@ -277,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if args.extends is not None and load_catalogue().get(args.extends) is None:
+            raise ValueError(
+                f"--extends {args.extends}: no shipped profile has that name (an overlay must "
+                "extend one; python -m pytest_gpufabric.catalogue list shows them)"
+            )
         reports = [read_report(path) for path in args.reports]
         text = render(
             reports,

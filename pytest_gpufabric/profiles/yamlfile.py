@@ -54,12 +54,18 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def load_yaml(path: Path) -> Any:
     """Parse ``path``; mappings come back as :class:`LineMap`. Errors name the file and line."""
+    if path.exists() and not path.is_file():  # a FIFO would block the run forever
+        raise YamlError(f"{path}: not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise YamlError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise YamlError(f"{path}: not a UTF-8 text file") from None
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    except RecursionError:
+        raise YamlError(f"{path}: nested too deeply to be a profile") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""

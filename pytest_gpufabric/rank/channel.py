@@ -7,9 +7,12 @@ inside a collective, so a crashed or killed pytest never leaves ranks behind.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
+import signal
 import socket
+import sys
 import threading
 import time
 from typing import TypeVar
@@ -19,6 +22,7 @@ from ..launch.wire import Exit, LineBuffer, Message, ProtocolError, decode, enco
 M = TypeVar("M", bound=Message)
 EXIT_CONTROLLER_GONE = 70
 EXIT_PROTOCOL = 71
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Channel:
@@ -26,6 +30,7 @@ class Channel:
         host, _, port = address.rpartition(":")
         self._sock = _connect(host, int(port), deadline_s)
         self._inbox: queue.Queue[Message] = queue.Queue()
+        self._held: list[Message] = []  # received while waiting for another kind, in order
         self._lock = threading.Lock()
         self._leaving = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -59,34 +64,50 @@ class Channel:
             self._sock.sendall(encode(message))
 
     def next(self) -> Message:
-        return self._inbox.get()
+        return self._held.pop(0) if self._held else self._inbox.get()
 
     def wait_for(self, kind: type[M], timeout_s: float) -> M:
-        """The next message of ``kind`` (others are kept in order for later)."""
+        """The next message of ``kind``; others are kept, in order, for :meth:`next`."""
         deadline = time.monotonic() + timeout_s
-        held: list[Message] = []
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {kind.kind} message from the controller in time")
-                message = self._inbox.get(timeout=left)
-                if isinstance(message, kind):
-                    return message
-                held.append(message)
-        except queue.Empty:
-            raise TimeoutError(f"no {kind.kind} message from the controller in time") from None
-        finally:
-            for message in held:
-                self._inbox.put(message)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = self._inbox.get(timeout=max(left, 0.0)) if left > 0 else None
+            except queue.Empty:
+                message = None
+            if message is None:
+                raise TimeoutError(f"no {kind.kind} message from the controller in time")
+            if isinstance(message, kind):
+                return message
+            self._held.append(message)
+
+
+def die_with_parent(parent: str | None) -> None:
+    """Linux: be killed when the process that started this rank dies, even while stopped or
+    stuck (a closed connection is noticed only by a rank that runs). ``parent``: its pid as
+    the launcher wrote it (GPUFABRIC_RANK_PARENT); absent for ranks started by others."""
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        os._exit(EXIT_CONTROLLER_GONE)
 
 
 def _connect(host: str, port: int, deadline_s: float) -> socket.socket:
-    """Connect, retrying while the controller is not listening yet (pods may start first)."""
+    """Connect, retrying while the network is not there yet (a pod's may come up late). A
+    refused connection is final: the controller listens before any rank starts, so nobody
+    listening means it is gone."""
     deadline = time.monotonic() + deadline_s
     while True:
         try:
             sock = socket.create_connection((host, port), timeout=10)
+        except ConnectionRefusedError:
+            print(f"gpufabric rank: nothing listens at {host}:{port}: the controller is gone")
+            os._exit(EXIT_CONTROLLER_GONE)
         except OSError:
             if time.monotonic() >= deadline:
                 raise

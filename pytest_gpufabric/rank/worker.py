@@ -32,7 +32,7 @@ from ..launch.wire import (
     Result,
     StoreReady,
 )
-from .channel import Channel
+from .channel import Channel, die_with_parent
 
 
 class Rank:
@@ -140,6 +140,7 @@ def _failed(job_id: int, rank: int, exc: BaseException) -> Failed:
 
 def main() -> int:
     environ = dict(os.environ)
+    die_with_parent(environ.get("GPUFABRIC_RANK_PARENT"))
     number = int(environ["RANK"])
     startup_s = float(environ["GPUFABRIC_RANK_STARTUP_TIMEOUT"])
     channel = Channel(environ["GPUFABRIC_RANK_CONTROLLER"], startup_s)

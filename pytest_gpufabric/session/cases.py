@@ -55,6 +55,11 @@ class CorrectnessCase:
         return per_rank
 
 
+def bandwidth_key(case: BandwidthCase) -> str:
+    """The certification key of a floor: its section and case (one id may be in two sections)."""
+    return f"bandwidth/{case.kind}/{case.id}"
+
+
 def bandwidth_cases(profile: Profile | None, nodes: int) -> list[BandwidthCase]:
     """The main run's cases: bandwidth.intra_node floors, or bandwidth.inter_node ones when
     the ranks span several NCCL nodes."""

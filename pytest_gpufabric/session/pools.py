@@ -77,6 +77,9 @@ class Pools:
         except RankFailure as exc:
             self._down[key] = f"{requester} (start-up: {exc.summary})"
             raise
+        except Exception as exc:  # a launcher's own error: once, not once per test
+            self._down[key] = f"{requester} (start-up: {type(exc).__name__}: {exc})"
+            raise
         self._key = key
         if plan.name == DEFAULT and not self.main_hello:
             self.main_hello = tuple(self._pool.hello)

@@ -27,6 +27,7 @@ from .cases import (
     BandwidthCase,
     CorrectnessCase,
     bandwidth_cases,
+    bandwidth_key,
     correctness_cases,
     isolation_cases,
 )
@@ -201,13 +202,22 @@ class FabricSession:
             Demand(f"correctness/{c.id}", f"exact result of {c.id}")
             for c in self.correctness_cases()
         ]
-        for case in [*self.bandwidth_cases(), *self.isolation_cases()]:
+        # The node's own floors are asked for even when this run's ranks span several NCCL
+        # nodes: a run over emulated nodes judges inter_node floors and leaves them unjudged.
+        own = bandwidth_cases(profile, 1) if self.world.nnodes > 1 else []
+        split = (
+            f"the main run spans {self.world.nnodes} NCCL nodes and is judged against "
+            "bandwidth.inter_node; a run on one node judges these"
+        )
+        for case in [*self.bandwidth_cases(), *self.isolation_cases(), *own]:
             if case.floor is not None:
                 demands.append(
                     Demand(
-                        f"bandwidth/{case.id}",
+                        bandwidth_key(case),
                         f"busbw of {case.collective.value} {format_size(case.nbytes)} in the "
-                        f"{case.run} run >= {case.floor.busbw_gbps:g} GB/s ({case.floor.where})",
+                        f"{case.run} run >= {case.floor.busbw_gbps:g} GB/s "
+                        f"(bandwidth.{case.kind}, {case.floor.where})",
+                        *((split,) if case in own else ()),
                     )
                 )
         for run in ISOLATION_RUNS:

@@ -36,7 +36,7 @@ class ProtocolError(ValueError):
 class DeviceInfo:
     name: str
     uuid: str
-    pci_bus_id: str | None
+    pci_bus_id: str | None  # "00000000:19:00.0", as NVML writes it
     memory_mib: int
 
 

@@ -101,7 +101,7 @@ class Rank:
             device = DeviceInfo(
                 props.name,
                 "GPU-" + str(getattr(props, "uuid", "")),
-                getattr(props, "pci_bus_id", None),
+                _pci_address(props),
                 props.total_memory // (1 << 20),
             )
         return RankHello(
@@ -132,6 +132,15 @@ class Rank:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+
+
+def _pci_address(props: object) -> str | None:
+    """The GPU's PCI address as NVML writes it ("00000000:19:00.0"): torch gives its parts."""
+    parts = [getattr(props, f"pci_{part}_id", None) for part in ("domain", "bus", "device")]
+    if not all(isinstance(p, int) for p in parts):
+        return None
+    domain, bus, device = parts
+    return f"{domain:08x}:{bus:02x}:{device:02x}.0"
 
 
 def _failed(job_id: int, rank: int, exc: BaseException) -> Failed:

@@ -18,9 +18,9 @@ from .collectives import Collective
 from .evidence.nccl_log import NcclLog
 from .judge import properties
 from .judge.bandwidth import judge_busbw, judge_correctness
-from .judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS, ISOLATION_CHECKS
-from .judge.host import HostEvidence
-from .judge.judgement import Finding, GpufabricWarning, Judgement, Property, Skip, judged
+from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
+from .judge.host import per_node
+from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
@@ -238,8 +238,9 @@ class Fabric:
                 f"node does not match the profile (see test_gpu_inventory): "
                 f"{world.inventory_problem}"
             )
-        if profile is not None and profile.gpu_count == 0 and check in GPU_HOST_CHECKS:
-            self._skip(f"profile {profile.name} describes a node without GPUs", Skip.NOT_ASKED)
+        not_asked = session.host_not_asked(check)
+        if not_asked is not None:
+            self._skip(not_asked, Skip.NOT_ASKED)
         expectations = profile.host if profile is not None else HostExpectations()
         if check == "shm_shared":
             self.pool()  # the ranks report the /dev/shm they see when they join
@@ -248,7 +249,7 @@ class Fabric:
             if not session.timed_collectives:
                 self._exercise_links()
         evidence = session.host_evidence(fresh=check == "nvlink_errors")
-        self._settle(self._without_profile(_per_node(HOST_CHECKS[check], evidence, expectations)))
+        self._settle(self._without_profile(per_node(HOST_CHECKS[check], evidence, expectations)))
 
     def _exercise_links(self) -> None:
         """Traffic over every NVLink before the counters are read again: 10 × 256 MiB all_reduce."""
@@ -271,32 +272,6 @@ class Fabric:
             self.session.test_context(),
             [("nccl_log_files", len(log.files))],
         )
-
-
-def _per_node(
-    judge: Callable[[HostEvidence, HostExpectations], Judgement],
-    evidence: list[tuple[str, HostEvidence]],
-    expectations: HostExpectations,
-) -> Judgement:
-    """One node: its judgement as it is. Several: failed if any node failed (each finding
-    names its node), skipped if any node could not be judged, else passed."""
-    if len(evidence) == 1:
-        return judge(evidence[0][1], expectations)
-    verdicts = [(node, judge(ev, expectations)) for node, ev in evidence]
-    findings: list[Finding] = []
-    props: list[Property] = []
-    for node, verdict in verdicts:
-        props += [(f"{node}.{name}", value) for name, value in verdict.properties]
-        findings += [
-            Finding(f"node {node}: {f.summary}", f.evidence, f.expected, f.remedy)
-            for f in verdict.findings
-        ]
-    skipped = [(node, v) for node, v in verdicts if v.status == "skipped"]
-    if not findings and skipped:
-        node, first = skipped[0]
-        return Judgement("skipped", f"node {node}: {first.summary}", (), tuple(props),
-                         skip=first.skip)  # fmt: skip
-    return judged(findings, f"{len(verdicts)} nodes", props)
 
 
 def _fail(message: str) -> NoReturn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -206,16 +206,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # collection error with a traceback).
         metafunc.config.stash[LAZY_ERROR_KEY] = str(exc)
         return
-    cases: dict[str, list[object]] = {
-        "gpufabric_bandwidth_case": list(session.bandwidth_cases()),
-        "gpufabric_correctness_case": list(session.correctness_cases()),
-        "gpufabric_nccl_check": list(CHECKS),
-        "gpufabric_host_check": list(HOST_CHECKS),
-        "gpufabric_isolation_run": list(ISOLATION_RUNS),
-        "gpufabric_isolation_case": list(session.isolation_cases()),
+    cases: dict[str, Callable[[], Sequence[object]]] = {
+        "gpufabric_bandwidth_case": session.bandwidth_cases,
+        "gpufabric_correctness_case": session.correctness_cases,
+        "gpufabric_nccl_check": lambda: list(CHECKS),
+        "gpufabric_host_check": lambda: list(HOST_CHECKS),
+        "gpufabric_isolation_run": lambda: ISOLATION_RUNS,
+        "gpufabric_isolation_case": session.isolation_cases,
     }
     for name in wanted:
-        values = cases[name]
+        values = cases[name]()
         ids = [str(getattr(v, "id", v)) for v in values]
         metafunc.parametrize(name, values, ids=ids)
 
@@ -295,8 +295,8 @@ class _SessionHooks:
             if self.certification is not None:
                 self.junit("certification", self.certification.verdict)
                 self.junit("certification_reason", self.certification.reason)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         for problem in write_reports(self.session, int(session.exitstatus), self.certification):
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
                 reporter.write_line(problem, red=True)
             else:

@@ -14,7 +14,7 @@ import pytest
 from pytest_gpufabric.evidence import host, host_captures, recorded
 from pytest_gpufabric.evidence.host import HostFacts, Shm
 from pytest_gpufabric.judge.catalog import HOST_CHECKS
-from pytest_gpufabric.judge.host import HostEvidence, judge_fabric_manager, judge_rdma
+from pytest_gpufabric.judge.host import HostEvidence, judge_fabric_manager, judge_rdma, per_node
 from pytest_gpufabric.profiles.catalogue import load_catalogue
 
 PROFILES = load_catalogue().profiles
@@ -134,7 +134,7 @@ def test_a100_has_no_fabric_state_and_links_stand_in(facts: HostFacts) -> None:
     )
     verdict = judge_fabric_manager(HostEvidence(a100), P4D)
     assert verdict.status == "passed"
-    assert verdict.reason.startswith("pre-Hopper")
+    assert verdict.summary.startswith("pre-Hopper")
     a100.gpus[1].links[5].active = False
     assert judge_fabric_manager(HostEvidence(a100), P4D).status == "failed"
 
@@ -343,3 +343,17 @@ def test_too_small_shm_fails_a_live_run(pytester: pytest.Pytester, tmp_path: Pat
     )  # fmt: skip
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([f"/dev/shm size is * GiB, below the minimum of {wanted} GiB"])
+
+
+def test_several_nodes_are_judged_each_and_a_finding_names_its_node(facts: HostFacts) -> None:
+    """Two nodes of one run: the healthy capture, and the same host with GPU 2's fabric
+    registration not completed; the failure names the second node only."""
+    broken = replace(facts, gpus=list(facts.gpus))
+    broken.gpus[2] = replace(broken.gpus[2], fabric_state="In Progress")
+    evidence = [("node-a", HostEvidence(facts)), ("node-b", HostEvidence(broken))]
+    verdict = per_node(judge_fabric_manager, evidence, H200)
+    assert verdict.status == "failed"
+    assert [f.summary.split(":")[0] for f in verdict.findings] == ["node node-b"]
+    assert ("node-a.fabric_states", "Completed/Success×4") in verdict.properties
+    assert per_node(judge_fabric_manager, evidence[:1], H200).status == "passed"
+    assert per_node(judge_fabric_manager, [evidence[0], evidence[0]], H200).status == "passed"

@@ -40,7 +40,7 @@ def test_healthy_h200_run_passes(h200_capture: Path) -> None:
     props = dict(result["intra_node_transport"].properties)
     assert props == {"intra_node_connections": 480, "intra_node_transports": "P2P/CUMEM×480"}
     assert dict(result["p2p_mode"].properties)["p2p_modes"] == "CUMEM×480"
-    assert result["inter_node_transport"].reason == "single-node run: no connection between nodes"
+    assert result["inter_node_transport"].summary == "single-node run: no connection between nodes"
 
 
 def test_p2p_disabled_is_named_shm(h200_capture: Path) -> None:
@@ -155,7 +155,7 @@ def test_no_connection_lines_skips_with_the_reason() -> None:
     text = "vm:9:9 [0] NCCL INFO NCCL version 2.28.9+cuda13.0\n"
     judgement = judge_intra_node(parse_text([(text, Path("a.log"))]), H200.nccl)
     assert judgement.status == "skipped"
-    assert "NCCL >= 2.22 connects lazily" in judgement.reason
+    assert "NCCL >= 2.22 connects lazily" in judgement.summary
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

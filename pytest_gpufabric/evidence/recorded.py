@@ -29,7 +29,7 @@ from typing import Any
 from ..collectives import Collective
 from ..judge import properties
 from ..launch.protocol import POOL_FILE, POOL_SCHEMA
-from ..report.schema import SCHEMA_PREFIX, run_facts
+from ..report.schema import SCHEMA_PREFIX, report_problem, run_facts
 from ..runs import DEFAULT
 from . import host_captures
 from .host import HOST_SCHEMA, HostFacts
@@ -290,16 +290,13 @@ def _nccl_tests_text(run: RecordedRun, path: Path, text: str) -> bool:
 
 def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
     if str(data.get("schema", "")).startswith(SCHEMA_PREFIX):
-        tests = data.get("tests", [])
-        if not isinstance(tests, list) or not isinstance(data.get("run", {}), dict):
-            raise RecordingError(f"{path}: a pytest-gpufabric report without a tests list")
-        for fact in ("nranks", "nnodes", "gpu_count"):
-            value = run_facts(data).get(fact)
-            if value is not None and not str(value).isdigit():
-                raise RecordingError(f"{path}: run.{fact} is {value!r}, not a count")
+        problem = report_problem(data)
+        if problem is not None:
+            raise RecordingError(f"{path}: {problem}")
+        tests = data["tests"]
         run.reports.append(data)
         for test in tests:
-            measured = properties.read(test.get("properties", {}) if isinstance(test, dict) else {})
+            measured = properties.read(test.get("properties", {}))
             if measured is None:
                 continue
             run.measurements.append(

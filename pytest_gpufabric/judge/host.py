@@ -6,6 +6,7 @@ facts even when the check passes, so a passing run still documents the node."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..evidence.host import HostFacts, rdma_counts
@@ -343,3 +344,30 @@ def judge_rdma(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     return judged(findings, "RDMA devices, memlock and GPUDirect RDMA as expected", props)
 
 
+def per_node(
+    judge: Callable[[HostEvidence, HostExpectations], Judgement],
+    evidence: list[tuple[str, HostEvidence]],
+    expectations: HostExpectations,
+) -> Judgement:
+    """One node: its judgement as it is. Several: failed if any node failed (each finding
+    names its node), skipped if any node could not be judged, else passed."""
+    if len(evidence) == 1:
+        return judge(evidence[0][1], expectations)
+    verdicts = [(node, judge(ev, expectations)) for node, ev in evidence]
+    findings: list[Finding] = []
+    props: list[Property] = []
+    for node, verdict in verdicts:
+        props += [(f"{node}.{name}", value) for name, value in verdict.properties]
+        failures = verdict.findings or (
+            (Finding(verdict.summary, (), "", ""),) if verdict.status == "failed" else ()
+        )
+        findings += [
+            Finding(f"node {node}: {f.summary}", f.evidence, f.expected, f.remedy)
+            for f in failures
+        ]
+    skipped = [(node, v) for node, v in verdicts if v.status == "skipped"]
+    if not findings and skipped:
+        node, first = skipped[0]
+        return Judgement("skipped", f"node {node}: {first.summary}", (), tuple(props),
+                         skip=first.skip)  # fmt: skip
+    return judged(findings, f"{len(verdicts)} nodes", props)

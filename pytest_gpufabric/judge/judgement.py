@@ -65,10 +65,6 @@ class Judgement:
     def passed(self) -> bool:
         return self.status == "passed"
 
-    @property
-    def reason(self) -> str:
-        return self.summary
-
 
 def passed(summary: str, props: Iterable[Property] = (), warning: str | None = None) -> Judgement:
     return Judgement("passed", summary, (), tuple(props), warning)

@@ -68,6 +68,10 @@ class _Connection:
     rank: int | None = None  # set once it joined
     closed: bool = False
 
+    @property
+    def who(self) -> str:
+        return f"rank {self.rank}" if self.rank is not None else "a peer"
+
     def send(self, message: Message) -> bool:
         """Whole messages only: blocking (with a timeout) while it is sent, so a full socket
         buffer never cuts one in half; the selector reads without blocking."""
@@ -119,8 +123,7 @@ class RankServer:
             return None
 
         replies = self._gather(STARTUP, deadline_s, on_message)
-        self.hello = [r.hello for r in replies.values() if isinstance(r, Ready)]
-        self.hello.sort(key=lambda h: h.rank)
+        self.hello = [r.hello for _, r in sorted(replies.items()) if isinstance(r, Ready)]
         return self.hello
 
     # --- jobs ------------------------------------------------------------------------------
@@ -198,14 +201,13 @@ class RankServer:
         lines = conn.buffer.feed(chunk)
         limit = MAX_LINE if conn.rank is not None else MAX_LINE_BEFORE_JOIN
         if len(conn.buffer.data) > limit:
-            who = f"rank {conn.rank}" if conn.rank is not None else "a peer"
-            self._refuse(conn, who, f"a line longer than {limit} bytes")
+            self._refuse(conn, conn.who, f"a line longer than {limit} bytes")
             return
         for line in lines:
             try:
                 message = decode(line)
             except ProtocolError as exc:
-                self._refuse(conn, f"rank {conn.rank}" if conn.rank is not None else "a peer", exc)
+                self._refuse(conn, conn.who, exc)
                 return
             if conn.rank is None:
                 if not self._admit(conn, message):
@@ -301,9 +303,7 @@ class RankServer:
         if self._closed:
             return
         self._closed = True
-        for conn in list(self._ranks.values()):
-            self._drop(conn)
-        for key in list(self._selector.get_map().values()):
+        for key in list(self._selector.get_map().values()):  # every open connection
             if isinstance(key.data, _Connection):
                 self._drop(key.data)
         self._selector.close()

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from ..collectives import ALL_COLLECTIVES, Collective
 from ..judge import properties
-from ..report.schema import SCHEMA_PREFIX, run_facts
+from ..report.schema import report_problem, run_facts
 from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, KINDS, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
 from .catalogue import load_catalogue
@@ -112,7 +112,7 @@ def _section_lines(
         if (m := properties.read(t.get("properties", {}))) and m.busbw_gbps and m.run == pool
     )
     run = run_facts(chosen[0])
-    env = next((run_facts(r)["nccl_env"] for r in chosen if run_facts(r).get("nccl_env")), None)
+    env = next((e for r in chosen if (e := run_facts(r).get("nccl_env"))), None)
     env = env or "NCCL environment not recorded"
     date = chosen[0].get("started", time.strftime("%Y-%m-%d"))[:10]
     how = "" if pool == DEFAULT else f", {props.get('run_settings', pool + ' run')}"
@@ -234,21 +234,10 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not JSON: {exc}") from None
     except RecursionError:
         raise ValueError(f"{path}: not JSON: nested too deeply") from None
-    if (
-        not isinstance(data, dict)
-        or not str(data.get("schema", "")).startswith(SCHEMA_PREFIX)
-        or not isinstance(data.get("tests"), list)
-        or not isinstance(data.get("run"), dict)
-    ):
-        raise ValueError(f"{path}: not a pytest-gpufabric report (--gpufabric-json)")
-    for number, test in enumerate(data["tests"]):
-        if not isinstance(test, dict) or not isinstance(test.get("properties", {}), dict):
-            raise ValueError(f"{path}: tests[{number}] is not a test with properties")
-    for fact in ("gpu_count", "nnodes"):
-        value = run_facts(data).get(fact)
-        if value is not None and not str(value).isdigit():
-            raise ValueError(f"{path}: run.{fact} is {value!r}, not a count")
-    return data
+    problem = report_problem(data)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    return dict(data)
 
 
 def main(argv: list[str] | None = None) -> int:

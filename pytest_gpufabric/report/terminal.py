@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..judge import properties
 from ..judge.certify import Certification
+from ..runs import DEFAULT
 from ..session.session import FabricSession
 from ..units import format_size
 
@@ -40,7 +41,7 @@ def summary_lines(session: FabricSession, certification: Certification | None) -
         floor = measured.threshold_gbps
         against = f"  floor {floor:>8g}" if floor is not None else ""
         label = f"{measured.collective.value} {format_size(measured.nbytes)}"
-        if measured.run != "default":
+        if measured.run != DEFAULT:
             label = f"{measured.run} {label}"
         lines.append(
             f"{record.outcome.upper():7} {label:35} busbw {measured.busbw_gbps:>8.1f} GB/s{against}"

@@ -24,15 +24,15 @@ class Hosts:
         self.before: dict[str, HostFacts | None] = {}
         self.now: dict[str, HostFacts | None] = {}
 
-    def _dir(self, artifacts: Path, node: Node) -> Path:
-        return artifacts if len(self.nodes) == 1 else artifacts / "nodes" / node.name
+    def _write(self, artifacts: Path, node: Node, name: str, data: object) -> None:
+        directory = artifacts if len(self.nodes) == 1 else artifacts / "nodes" / node.name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(json.dumps(data, indent=1, default=str) + "\n")
 
     def keep_nodes(self, artifacts: Path) -> None:
         """Each node as its launcher read it, for replay (node.json)."""
         for node in self.nodes:
-            directory = self._dir(artifacts, node)
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "node.json").write_text(json.dumps(node_to_json(node), indent=1) + "\n")
+            self._write(artifacts, node, "node.json", node_to_json(node))
 
     def read(self, when: str, artifacts: Path | None) -> None:
         """Read every node now; ``when`` is "before" (first collective) or "after"."""
@@ -40,9 +40,4 @@ class Hosts:
             facts = self.launcher.read_host(node, when)
             (self.before if when == "before" else self.now)[node.name] = facts
             if facts is not None and artifacts is not None:
-                directory = self._dir(artifacts, node)
-                directory.mkdir(parents=True, exist_ok=True)
-                data = host_to_json(facts, when)
-                (directory / f"host-{when}.json").write_text(
-                    json.dumps(data, indent=1, default=str) + "\n"
-                )
+                self._write(artifacts, node, f"host-{when}.json", host_to_json(facts, when))

@@ -88,11 +88,15 @@ class Pools:
     def run(self, pool: RankPool, call: Call, requester: str) -> Measurement | None:
         """One collective job on every rank; None for a traffic job a replay does not run."""
         c = call
-        size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes if self.nranks else 0
+        # The size as nccl-tests would print it (whole chunks); a recording without ranks
+        # has no layout, only the size asked for.
+        size = c.nbytes
+        if self.nranks:
+            size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes
         self._next_job += 1
         job = Job(self._next_job, c.collective.value, c.nbytes, c.dtype, c.warmup, c.iters,
                   c.verify, c.purpose)  # fmt: skip
-        what = f"{c.collective.value} {format_size(size or c.nbytes)} {c.dtype}"
+        what = f"{c.collective.value} {format_size(size)} {c.dtype}"
         try:
             results = pool.run(job, what)
         except RankFailure as exc:

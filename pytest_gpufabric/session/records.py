@@ -40,7 +40,7 @@ class Records:
         return bool(self._claims)
 
     def add(self, record: TestRecord) -> None:
-        # A test that failed in setup and then in teardown is one failure.
+        # One record per test: a later failure (in teardown) replaces its pass or skip.
         if self.tests and self.tests[-1].nodeid == record.nodeid:
             if self.tests[-1].outcome == "failed" or record.outcome != "failed":
                 return

@@ -175,9 +175,10 @@ class FabricSession:
         collectives: NVLink error counters)."""
         if fresh or not self._hosts.now:
             self._hosts.read("after", self._artifacts)
-        shm: list[tuple[int, int | None]] | None = [
-            (h.rank, h.shm_dev) for h in self.hello if h.shm_dev is not None
-        ] or None
+        # Every rank's /dev/shm when the ranks said (a rank that could not stat it says None,
+        # and counts); None when none did (a recording without them).
+        shm = [(h.rank, h.shm_dev) for h in self.hello]
+        known = shm if any(dev is not None for _, dev in shm) else None
         evidence = []
         for node in self.world.nodes:
             facts = self._hosts.now.get(node.name)
@@ -187,7 +188,7 @@ class FabricSession:
                     unavailable={"nvml": "no host reading or capture of this node"},
                 )
             before = self._hosts.before.get(node.name)
-            evidence.append((node.name, HostEvidence(facts, before, shm)))
+            evidence.append((node.name, HostEvidence(facts, before, known)))
         return evidence
 
     # --- the verdict -----------------------------------------------------------------------
@@ -234,10 +235,17 @@ class FabricSession:
         demands += [
             Demand(f"host/{name}", f"host check {name}")
             for name, judge in HOST_CHECKS.items()
-            if not (profile.gpu_count == 0 and name in GPU_HOST_CHECKS)
+            if self.host_not_asked(name) is None
             and judge(nothing, profile.host).skip is not Skip.NOT_ASKED
         ]
         return demands
+
+    def host_not_asked(self, check: str) -> str | None:
+        """Why the profile does not ask for this host check at all, or None."""
+        profile = self.world.profile
+        if profile is not None and profile.gpu_count == 0 and check in GPU_HOST_CHECKS:
+            return f"profile {profile.name} describes a node without GPUs"
+        return None
 
     def certification(self) -> Certification:
         return certify(

@@ -107,7 +107,11 @@ def _build_session(config: pytest.Config) -> FabricSession:
                 f"{settings.launcher.source}); known: {known}, or one that a plugin adds "
                 "through the pytest_gpufabric_make_launcher hook"
             )
-        session = FabricSession.build(settings, catalogue, launcher)
+        try:
+            session = FabricSession.build(settings, catalogue, launcher)
+        except BaseException:
+            launcher.close()  # it may already hold processes or pods
+            raise
     except ProfileError as exc:
         raise pytest.UsageError(*exc.problems) from None
     except (SettingError, ValueError) as exc:  # ProbeError, RecordingError are ValueErrors

@@ -124,6 +124,94 @@ OPTIONS: tuple[OptionSpec, ...] = (
         multiple=True,
     ),
 )
+
+# The kubernetes launcher's options (launch/kube/options.py parses them): same prefix,
+# precedence and sources as every option; kept raw here so that this module stays small.
+K8S_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "k8s-namespace",
+        "NAME",
+        "Namespace of the run's pods (kubernetes launcher). Default: the kubeconfig context's, "
+        "or the pod's own inside a cluster, else 'default'",
+    ),
+    OptionSpec(
+        "k8s-image",
+        "IMAGE",
+        "Image of the rank pods: it must hold torch and pytest-gpufabric (see Dockerfile). "
+        "Default: the pod template's, else required",
+    ),
+    OptionSpec(
+        "k8s-nodes",
+        "N",
+        "How many nodes to run on (among those that match the selector). Default: 1, or as "
+        "many as --gpufabric-k8s-node-names names",
+    ),
+    OptionSpec(
+        "k8s-node-selector",
+        "KEY=VALUE,...",
+        "Label selector of the candidate nodes. Default: node.kubernetes.io/instance-type="
+        "<the profile's name> when --gpufabric-instance names one",
+    ),
+    OptionSpec("k8s-node-names", "NAME,...", "Run on exactly these nodes"),
+    OptionSpec(
+        "k8s-pods-per-node",
+        "N",
+        "Rank pods per node; more than 1 splits a node as jobs with one GPU per pod do. "
+        "Default: 1",
+        default="1",
+    ),
+    OptionSpec(
+        "k8s-gpus-per-pod",
+        "N",
+        "nvidia.com/gpu per pod, one rank per GPU. Default: the profile's GPUs divided by the "
+        "pods per node; 0 on a CPU profile (one gloo rank per pod)",
+    ),
+    OptionSpec(
+        "k8s-pod-template",
+        "FILE",
+        "A Pod, PodTemplate, Job or JobSet manifest whose pod spec is merged under ours (your "
+        "image, env such as NCCL_*, volumes, tolerations, sidecars)",
+    ),
+    OptionSpec("k8s-service-account", "NAME", "Service account of the rank pods"),
+    OptionSpec("k8s-priority-class", "NAME", "Priority class of the rank pods"),
+    OptionSpec(
+        "k8s-tolerations",
+        "KEY[=VALUE]:EFFECT,...",
+        "Extra tolerations of the rank pods (nvidia.com/gpu and vpc.amazonaws.com/efa taints "
+        "are tolerated already)",
+    ),
+    OptionSpec(
+        "k8s-workload",
+        "auto|jobset|indexed-job|pods",
+        "The object that owns the rank pods: a JobSet when its CRD is installed, else an "
+        "Indexed Job with a headless Service (Kubernetes >= 1.21), else plain pods with a "
+        "headless Service. Default: auto",
+        default="auto",
+    ),
+    OptionSpec(
+        "k8s-python",
+        "COMMAND",
+        "The Python interpreter in the image that has torch and pytest-gpufabric. Default: "
+        "python3",
+        default="python3",
+    ),
+    OptionSpec(
+        "k8s-expiry",
+        "SECONDS",
+        "If this controller dies without cleaning up (SIGKILL, lost node), Kubernetes deletes "
+        "the run's objects this long after its last renewal. Default: 300",
+        default="300",
+    ),
+    OptionSpec(
+        "k8s-keep",
+        "",
+        "Keep the run's pods and objects after the run, for debugging (they still expire). "
+        "Default: false",
+        default="false",
+        switch=True,
+    ),
+)
+OPTIONS = OPTIONS + K8S_OPTIONS
 SPECS = {spec.name: spec for spec in OPTIONS}
 
 
@@ -148,14 +236,15 @@ class Settings:
     json: Setting[Path | None]
     thresholds: Setting[tuple[Path, ...]]
     replay: Setting[Path | None]
+    # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
+    k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def explicit(self) -> bool:
         """True when the user set any gpufabric option anywhere: the run is a gpufabric run,
         and a bad option, profile or node is a usage error before any test runs."""
-        return any(
-            getattr(self, f.name).source != "default" for f in dataclasses.fields(self)
-        )
+        fields = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "k8s"]
+        return any(s.source != "default" for s in [*fields, *self.k8s.values()])
 
 
 @dataclass(frozen=True)
@@ -315,7 +404,18 @@ def resolve(
         raise SettingError(
             f"--gpufabric-launcher: replay (from {launcher.source}) needs --gpufabric-replay DIR"
         )
+    k8s: dict[str, Setting[str | None]] = {}
+    for spec in K8S_OPTIONS:
+        raws = _pick(spec, cli, env, ini, ini_file, here)
+        if not raws:
+            k8s[spec.name] = Setting(None, "default")
+            continue
+        text = raws[0].text
+        if spec.name == "k8s-pod-template" and text.strip():
+            text = str((raws[0].base / text).resolve())
+        k8s[spec.name] = Setting(text, raws[0].source)
     return Settings(
+        k8s=k8s,
         instance=defaulted("instance", _instance),
         nprocs=nprocs,
         emulate_nodes=emulate_nodes,

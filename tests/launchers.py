@@ -58,6 +58,9 @@ class ScriptedLauncher:
     def nodes(self, *, detect: bool) -> Sequence[Node]:
         return self._nodes
 
+    def rank_nodes(self) -> Sequence[str] | None:
+        return None
+
     def shape(self) -> Shape | None:
         return None
 

@@ -248,11 +248,11 @@ def test_small_private_shm() -> None:
 
 def test_ranks_with_different_shm_mounts() -> None:
     verdict = HOST_CHECKS["shm_shared"](
-        HostEvidence(HostFacts("t"), rank_shm=[(0, 27), (1, 27), (2, 31)]), H200
+        HostEvidence(HostFacts("t"), rank_shm=[(0, 27, "h"), (1, 27, "h"), (2, 31, "h")]), H200
     )
     assert verdict.status == "failed"
     assert verdict.message.startswith(
-        "the ranks see 2 different /dev/shm mounts (rank 0: st_dev 27, rank 1: st_dev 27, rank 2: st_dev 31)"
+        "the ranks see 2 different /dev/shm mounts (rank 0 on h: st_dev 27, rank 1 on h: st_dev 27, rank 2 on h: st_dev 31)"
     )
 
 

@@ -245,7 +245,7 @@ def test_launchers_are_chosen_by_name_and_unknown_names_are_usage_errors(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: --gpufabric-launcher: unknown launcher 'slurm' (from --gpufabric-launcher); "
-         "known: local, replay, or one that a plugin adds through the "
+         "known: local, replay, kubernetes, or one that a plugin adds through the "
          "pytest_gpufabric_make_launcher hook"]
     )  # fmt: skip
     scripted(pytester, script=HEALTHY_H200)

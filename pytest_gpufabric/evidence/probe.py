@@ -17,7 +17,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .host import HostFacts, rdma_counts, read_rdma_devices
+from .host import HostFacts, collect, rdma_counts, read_rdma_devices
+from .host import to_json as host_json
 from .inventory import take_inventory
 from .node import Node, to_json
 
@@ -103,9 +104,17 @@ def probe(environ: Mapping[str, str], *, detect: bool) -> Node:
 
 
 def main() -> int:
-    """``python -m pytest_gpufabric.evidence.probe [--detect]``: this node as JSON."""
+    """``python -m pytest_gpufabric.evidence.probe [--detect]``: this node as JSON;
+    ``--host WHEN``: its host facts (NVLink, PCIe, /dev/shm, RDMA ...) as JSON."""
+    args = sys.argv[1:]
+    if args[:1] == ["--host"] and len(args) == 2:
+        inventory = take_inventory(os.environ)
+        facts = collect([g.index for g in inventory.gpus])
+        json.dump(host_json(facts, args[1]), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
     try:
-        node = probe(os.environ, detect="--detect" in sys.argv[1:])
+        node = probe(os.environ, detect="--detect" in args)
     except ProbeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ GIB = 1 << 30
 class HostEvidence:
     facts: HostFacts
     before: HostFacts | None = None  # taken before the first collective (NVLink counter deltas)
-    rank_shm: list[tuple[int, int | None]] | None = None  # (rank, st_dev of /dev/shm)
+    # (rank, st_dev of its /dev/shm, its host name) of the ranks on this node
+    rank_shm: list[tuple[int, int | None, str]] | None = None
 
 
 def cite(exp: Expectation, text: str) -> str:
@@ -107,11 +108,11 @@ def judge_shm_shared(ev: HostEvidence, exp: HostExpectations) -> Judgement:
     between ranks whose /dev/shm st_dev differ, e.g. containers with private /dev/shm)."""
     if not ev.rank_shm:
         return skipped("the ranks' /dev/shm is only known for ranks this run launched")
-    devices = Counter(dev for _, dev in ev.rank_shm)
+    devices = Counter(dev for _, dev, _ in ev.rank_shm)
     props: list[Property] = [("shm_mounts", len(devices))]
     findings = []
     if len(devices) > 1:
-        by_rank = ", ".join(f"rank {r}: st_dev {d}" for r, d in ev.rank_shm)
+        by_rank = ", ".join(f"rank {r} on {host}: st_dev {d}" for r, d, host in ev.rank_shm)
         findings.append(
             Finding(
                 f"the ranks see {len(devices)} different /dev/shm mounts ({by_rank})",

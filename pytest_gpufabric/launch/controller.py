@@ -175,6 +175,12 @@ class RankServer:
         self._fail(what, deadline_s, failed, replies, trouble is not None)
         raise AssertionError("unreachable")  # _fail raises
 
+    def adopt(self, sock: socket.socket) -> None:
+        """A rank connection made elsewhere (a stream the launcher opened and relays): it
+        joins with the same Join and token as one that connected here."""
+        sock.setblocking(False)
+        self._selector.register(sock, selectors.EVENT_READ, _Connection(sock))
+
     def _accept(self) -> None:
         try:
             sock, _ = self._listener.accept()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest_gpufabric
 
@@ -49,14 +49,19 @@ def rank_environment(
     backend: str,
     controller: str,
     token: str,
-    rank_addr: str,
+    rank_addr: str | None,
     startup_timeout: float,
     job_timeout: float,
-    log_dir: Path,
+    log_dir: Path | PurePosixPath,
+    local: tuple[int, int] | None = None,
+    package_path: bool = True,
 ) -> dict[str, str]:
-    """The environment of one rank. ``controller`` (host:port) and ``token`` let it join the
-    pool (launch/wire.py); ``rank_addr`` is where the other ranks reach it (rank 0 serves the
-    rendezvous store there)."""
+    """The environment of one rank. ``controller`` (host:port, or "stdio") and ``token`` let
+    it join the pool (launch/wire.py); ``rank_addr`` is where the other ranks reach it (rank 0
+    serves the rendezvous store there; None: the environment already says, as a pod's
+    downward API does). ``local``: (local rank, ranks on this host), default (rank, nranks).
+    ``package_path``: put this very package first on PYTHONPATH (local processes; a pod's
+    image has its own)."""
     for name in PROTECTED:
         if name in base and name in overrides and overrides[name] != base[name]:
             raise ValueError(
@@ -64,23 +69,27 @@ def rank_environment(
             )
     env = dict(base)
     env.update(overrides)
+    local_rank, local_size = local or (rank, nranks)
     env.update(
         RANK=str(rank),
         WORLD_SIZE=str(nranks),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(nranks),
+        LOCAL_RANK=str(local_rank),
+        LOCAL_WORLD_SIZE=str(local_size),
         GPUFABRIC_RANK_CONTROLLER=controller,
         GPUFABRIC_RANK_TOKEN=token,
-        GPUFABRIC_RANK_ADDR=rank_addr,
         GPUFABRIC_RANK_BACKEND=backend,
         GPUFABRIC_RANK_STARTUP_TIMEOUT=str(startup_timeout),
         GPUFABRIC_RANK_JOB_TIMEOUT=str(job_timeout),
     )
+    if rank_addr is not None:
+        env["GPUFABRIC_RANK_ADDR"] = rank_addr
     env.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: N ranks must not each take every core
     if env.get("NCCL_DEBUG", "").upper() not in ("INFO", "TRACE"):
         env["NCCL_DEBUG"] = "INFO"
     env["NCCL_DEBUG_SUBSYS"] = merge_debug_subsys(env.get("NCCL_DEBUG_SUBSYS"))
     env["NCCL_DEBUG_FILE"] = str(log_dir / nccl_log_name(rank))
+    if not package_path:
+        return env
     # Ranks run with the artifacts directory as cwd; make sure they import this very package.
     package_root = str(Path(pytest_gpufabric.__file__).resolve().parent.parent)
     existing = env.get("PYTHONPATH")

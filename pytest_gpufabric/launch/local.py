@@ -86,6 +86,9 @@ class LocalLauncher:
     def shape(self) -> Shape | None:
         return None
 
+    def rank_nodes(self) -> Sequence[str] | None:
+        return None
+
     def read_host(self, node: Node, when: str) -> HostFacts:
         return collect([g.index for g in node.inventory.gpus])
 

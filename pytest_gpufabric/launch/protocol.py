@@ -135,6 +135,10 @@ class Launcher(Protocol):
         """The run's ranks, nodes and backend when the launcher decides them (a recording);
         None: the session decides from the options and the nodes."""
 
+    def rank_nodes(self) -> Sequence[str] | None:
+        """The node (its name in :meth:`nodes`) each rank runs on, by rank; None when every
+        rank runs on the one node (or a recording does not say)."""
+
     def read_host(self, node: Node, when: str) -> HostFacts | None:
         """The host facts of ``node`` now (``when``: "before" or "after" the collectives);
         None when there is no such reading (a recording without it)."""

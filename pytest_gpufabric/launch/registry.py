@@ -8,7 +8,7 @@ from .local import LocalLauncher
 from .protocol import Launcher
 from .replay import ReplayLauncher
 
-BUILTIN = ("local", "replay")
+BUILTIN = ("local", "replay", "kubernetes")
 
 
 def builtin(name: str, settings: Settings) -> Launcher | None:
@@ -17,7 +17,21 @@ def builtin(name: str, settings: Settings) -> Launcher | None:
         return LocalLauncher()
     if name == "replay":
         return _replay(settings)
+    if name == "kubernetes":
+        return _kubernetes(settings)
     return None
+
+
+def _kubernetes(settings: Settings) -> Launcher:
+    from ..profiles.catalogue import load_catalogue
+    from .kube.launcher import KubernetesLauncher
+
+    # The pods are shaped by the profile (GPUs, EFA devices, /dev/shm) before any node is
+    # read, so a named profile is looked up here; "auto" shapes them from the options alone.
+    profile = None
+    if settings.instance.value != "auto":
+        profile = load_catalogue(settings.thresholds.value).get(settings.instance.value)
+    return KubernetesLauncher(settings, profile)
 
 
 def _replay(settings: Settings) -> ReplayLauncher:

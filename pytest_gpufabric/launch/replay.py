@@ -37,6 +37,9 @@ class ReplayLauncher:
         name = inventory.hostname or f"the recorded node ({self.run.directory})"
         return [Node(name, inventory, rdma=rdma, rdma_origin=origin)]
 
+    def rank_nodes(self) -> Sequence[str] | None:
+        return None
+
     def shape(self) -> Shape:
         hello = recorded_hello(self.run, DEFAULT)
         nodes = {h.node or h.host for h in hello}

@@ -1,4 +1,6 @@
-"""The rank's end of the rank protocol (launch/wire.py): a TCP connection to the controller.
+"""The rank's end of the rank protocol (launch/wire.py): a TCP connection to the controller,
+or this process's stdin and stdout when the controller reaches the rank through a stream it
+opened itself (``kubectl exec``-style, through the Kubernetes API server: launch/kube/).
 
 A reader thread owns the connection's input: when the controller disappears (the connection
 closes without an Exit), it ends the process at once, also when the main thread is stuck
@@ -25,10 +27,38 @@ EXIT_PROTOCOL = 71
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+STDIO = "stdio"  # GPUFABRIC_RANK_CONTROLLER value: the channel is stdin/stdout
+
+
+class _Pipes:
+    """stdin/stdout as the channel. The descriptors are moved aside first, so that nothing
+    the rank prints (torch warnings, tracebacks) can ever land inside the protocol: fd 1
+    then goes to stderr and fd 0 reads /dev/null."""
+
+    def __init__(self) -> None:
+        self._in = os.dup(0)
+        self._out = os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self._in, size)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._out, view) :]
+
+
 class Channel:
     def __init__(self, address: str, deadline_s: float) -> None:
-        host, _, port = address.rpartition(":")
-        self._sock = _connect(host, int(port), deadline_s)
+        if address == STDIO:
+            self._sock: socket.socket | _Pipes = _Pipes()
+        else:
+            host, _, port = address.rpartition(":")
+            self._sock = _connect(host, int(port), deadline_s)
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._held: list[Message] = []  # received while waiting for another kind, in order
         self._lock = threading.Lock()

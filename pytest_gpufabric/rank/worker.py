@@ -151,6 +151,9 @@ def main() -> int:
     environ = dict(os.environ)
     die_with_parent(environ.get("GPUFABRIC_RANK_PARENT"))
     number = int(environ["RANK"])
+    debug_file = environ.get("NCCL_DEBUG_FILE")
+    if debug_file:  # in a pod the pool's directory is new; NCCL would not make it
+        os.makedirs(os.path.dirname(debug_file) or ".", exist_ok=True)
     startup_s = float(environ["GPUFABRIC_RANK_STARTUP_TIMEOUT"])
     channel = Channel(environ["GPUFABRIC_RANK_CONTROLLER"], startup_s)
     channel.send(Join(environ["GPUFABRIC_RANK_TOKEN"], number, os.getpid(), socket.gethostname()))

@@ -177,10 +177,14 @@ class FabricSession:
             self._hosts.read("after", self._artifacts)
         # Every rank's /dev/shm when the ranks said (a rank that could not stat it says None,
         # and counts); None when none did (a recording without them).
-        shm = [(h.rank, h.shm_dev) for h in self.hello]
-        known = shm if any(dev is not None for _, dev in shm) else None
+        shm = [(h.rank, h.shm_dev, h.host) for h in self.hello]
+        known = shm if any(dev is not None for _, dev, _ in shm) else None
+        placed = self.launcher.rank_nodes()
         evidence = []
         for node in self.world.nodes:
+            ranks = known
+            if known is not None and placed is not None:  # only this node's ranks share it
+                ranks = [s for s in known if s[0] < len(placed) and placed[s[0]] == node.name]
             facts = self._hosts.now.get(node.name)
             if facts is None:
                 facts = HostFacts(
@@ -188,7 +192,7 @@ class FabricSession:
                     unavailable={"nvml": "no host reading or capture of this node"},
                 )
             before = self._hosts.before.get(node.name)
-            evidence.append((node.name, HostEvidence(facts, before, known)))
+            evidence.append((node.name, HostEvidence(facts, before, ranks)))
         return evidence
 
     # --- the verdict -----------------------------------------------------------------------
@@ -307,6 +311,11 @@ class FabricSession:
             devs = [h.shm_dev for h in self.hello]
             if any(d is not None for d in devs):
                 facts["rank_shm_devs"] = ",".join(str(d) for d in devs)
+            # Where each rank ran: its host (a pod's name in Kubernetes) and node.
+            facts["rank_hosts"] = ",".join(h.host for h in self.hello)
+        placed = self.launcher.rank_nodes()
+        if placed is not None:
+            facts["rank_nodes"] = ",".join(placed)
         return facts
 
     def node_facts(self) -> list[dict[str, Any]]:

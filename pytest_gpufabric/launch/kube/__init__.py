@@ -1,0 +1,1 @@
+"""The kubernetes launcher: ranks in pods, reached through the API server."""

@@ -1,0 +1,566 @@
+"""Ranks in Kubernetes pods (``--gpufabric-launcher kubernetes``).
+
+The launcher picks the nodes (named, or those matching a label selector: by default the
+profile's instance type), creates the run's objects (manifests.py) and waits until every
+pod runs; then it reads each node where its ranks run (the probe, through an exec stream in
+one of its pods) and starts each rank pool by opening one exec stream per rank
+(streams.py). Everything it creates is deleted at the end, on Ctrl-C and on SIGTERM; if the
+controller is killed outright, Kubernetes deletes it all once the parent's deadline, which
+the controller keeps renewing, has passed (lifetime.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ...evidence.host import HostFacts
+from ...evidence.host import from_json as host_from_json
+from ...evidence.node import Node
+from ...evidence.node import from_json as node_from_json
+from ...profiles.model import Profile
+from ...settings import SettingError, Settings
+from ..controller import RankServer
+from ..environment import nccl_log_name, rank_environment
+from ..local import tail
+from ..protocol import POOL_FILE, PoolSpec, Shape
+from ..wire import Job, JobResult, RankHello
+from . import diagnose, manifests
+from .api import Api, connect, reason
+from .lifetime import Lifetime
+from .options import KubeOptions, parse
+from .streams import ExecRank, open_exec, run_in_pod
+from .template import load as load_template
+
+INSTANCE_LABEL = "node.kubernetes.io/instance-type"
+POLL_S = 0.5
+UNSCHEDULABLE_GRACE_S = 20.0  # pods are pinned to a node: waiting rarely helps
+PULL_GRACE_S = 120.0  # ErrImagePull can be a slow registry; BackOff that long is not
+PROBE_TIMEOUT_S = 120.0
+WHERE = "--gpufabric-launcher kubernetes"
+
+
+class KubeError(SettingError):
+    """The run cannot start on the cluster; one line naming what and where, with a remedy."""
+
+
+class KubernetesLauncher:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, profile: Profile | None, api: Api | None = None) -> None:
+        for option, setting in (
+            ("nprocs", settings.nprocs),
+            ("emulate-nodes", settings.emulate_nodes),
+        ):
+            if setting.source != "default":
+                raise SettingError(
+                    f"--gpufabric-{option}: {setting.value} (from {setting.source}) has no "
+                    f"effect with {WHERE}: pods × GPUs per pod decide the ranks "
+                    "(--gpufabric-k8s-nodes, -pods-per-node, -gpus-per-pod)"
+                )
+        self.options: KubeOptions = parse(settings)
+        self.profile = profile
+        self.template = (
+            load_template(self.options.pod_template, self.options.where("k8s-pod-template"))
+            if self.options.pod_template is not None
+            else None
+        )
+        self.api = api or connect()
+        self.namespace = self.options.namespace or self.api.namespace
+        self.run = manifests.new_run_name()
+        self.lifetime = Lifetime(self.api, self.namespace, self.run, self.options.expiry_s)
+        self.plans: list[manifests.PodPlan] = []
+        self.pods: dict[str, dict[str, Any]] = {}  # pod name -> last seen (API dict)
+        self._nodes: dict[str, Node] = {}
+        self._base_env: dict[str, str] = {}
+        self._started = False
+        self._closed = False
+        self.startup_s = settings.startup_timeout.value
+        self.container = manifests.CONTAINER  # or the name the pod template gives it
+
+    # --- the Launcher protocol ---------------------------------------------------------------
+
+    def nodes(self, *, detect: bool) -> Sequence[Node]:
+        self._ensure_pods()
+        wanted = list(dict.fromkeys(p.node for p in self.plans))
+        for node_name in wanted:
+            if node_name not in self._nodes or (detect and self._nodes[node_name].rdma is None):
+                self._nodes[node_name] = self._probe(node_name, detect)
+        return [self._nodes[n] for n in wanted]
+
+    def shape(self) -> Shape | None:
+        self._ensure_pods()
+        nranks = sum(len(p.ranks) for p in self.plans)
+        backend = "nccl" if any(p.gpus for p in self.plans) else "gloo"
+        # Each pod has its own host name, so NCCL sees as many nodes as pods (the cost of
+        # splitting a node into pods: NCCL talks between them over the network).
+        npods = len(self.plans)
+        return Shape(nranks, npods, backend)
+
+    def rank_nodes(self) -> Sequence[str] | None:
+        return [plan.node for plan in self.plans for _ in plan.ranks]
+
+    def read_host(self, node: Node, when: str) -> HostFacts | None:
+        plan = next(p for p in self.plans if p.node == node.name)
+        data = self._exec_json(plan, ["-m", "pytest_gpufabric.evidence.probe", "--host", when])
+        return host_from_json(data, f"pod {plan.name(self.run)} on node {plan.node}")
+
+    def start(self, spec: PoolSpec) -> KubePool:
+        self._ensure_pods()
+        pool = KubePool(spec, self)
+        try:
+            pool.start()
+        except BaseException:
+            pool.close()
+            raise
+        return pool
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.lifetime.end(keep=self.options.keep)
+
+    def placement(self) -> dict[str, str]:
+        """Which pod on which node holds which ranks (JUnit and JSON facts)."""
+        return {
+            plan.name(self.run): f"node {plan.node}, ranks " + ",".join(str(r) for r in plan.ranks)
+            for plan in self.plans
+        }
+
+    # --- making the pods -------------------------------------------------------------------
+
+    def _ensure_pods(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self._create()
+            self._wait_running()
+        except BaseException:
+            self.close()
+            raise
+
+    def _select_nodes(self) -> list[dict[str, Any]]:
+        opts = self.options
+        try:
+            if opts.node_names:
+                found = [self._read_node(name) for name in opts.node_names]
+                how = f"--gpufabric-k8s-node-names {','.join(opts.node_names)}"
+            else:
+                selector = opts.node_selector
+                how = opts.where("k8s-node-selector")
+                if selector is None and self.profile is not None and self.profile.gpu_count:
+                    selector = {INSTANCE_LABEL: self.profile.name}
+                    how = f"the profile's instance type ({INSTANCE_LABEL}={self.profile.name})"
+                text = ",".join(f"{k}={v}" for k, v in (selector or {}).items())
+                listed = self.api.core.list_node(label_selector=text or None)
+                found = [self.api.client.sanitize_for_serialization(n) for n in listed.items]
+                how = f"nodes matching {text} ({how})" if text else "all nodes"
+        except SettingError:
+            raise
+        except Exception as exc:
+            raise KubeError(
+                f"{WHERE}: cannot list nodes ({self.api.where}): {reason(exc)}"
+            ) from None
+        usable = [n for n in found if _ready(n)]
+        want = opts.nodes or (len(opts.node_names) if opts.node_names else 1)
+        if len(usable) < want:
+            seen = (
+                ", ".join(
+                    f"{n['metadata']['name']} ({_why_not(n)})" for n in found if not _ready(n)
+                )
+                or "none"
+            )
+            raise KubeError(
+                f"{WHERE}: {want} node(s) wanted, {len(usable)} ready and schedulable among "
+                f"{how}; not usable: {seen}"
+            )
+        return usable[:want]
+
+    def _read_node(self, name: str) -> dict[str, Any]:
+        try:
+            node = self.api.core.read_node(name)
+        except Exception as exc:
+            raise KubeError(
+                f"{WHERE}: --gpufabric-k8s-node-names: node {name}: {reason(exc)}"
+            ) from None
+        return dict(self.api.client.sanitize_for_serialization(node))
+
+    def _gpus_per_pod(self) -> int:
+        opts = self.options
+        if opts.gpus_per_pod is not None:
+            return opts.gpus_per_pod
+        if self.template is not None:
+            for container in self.template["spec"].get("containers", [])[:1]:
+                limit = ((container.get("resources") or {}).get("limits") or {}).get(manifests.GPU)
+                if limit is not None:
+                    return int(limit)
+        if self.profile is not None and self.profile.gpu_count:
+            return max(self.profile.gpu_count // opts.pods_per_node, 1)
+        return 0
+
+    def _create(self) -> None:
+        opts = self.options
+        nodes = self._select_nodes()
+        gpus = self._gpus_per_pod()
+        # CPU pods: the profile's gloo ranks (2 by default) spread over the node's pods.
+        cpu_ranks = self.profile.ranks if self.profile is not None else 2
+        per_pod = gpus or max(cpu_ranks // opts.pods_per_node, 1)
+        rank = 0
+        for node in nodes:
+            labels = node["metadata"].get("labels") or {}
+            for _ in range(opts.pods_per_node):
+                ranks = tuple(range(rank, rank + per_pod))
+                rank += per_pod
+                self.plans.append(
+                    manifests.PodPlan(
+                        len(self.plans),
+                        node["metadata"]["name"],
+                        ranks,
+                        gpus,
+                        labels.get(INSTANCE_LABEL),
+                    )
+                )
+        if opts.workload not in ("auto", "pods"):
+            raise KubeError(
+                f"{WHERE}: {opts.where('k8s-workload')}: {opts.workload} pods are made by "
+                "their controller and cannot be pinned to the chosen nodes one by one yet; "
+                "use --gpufabric-k8s-workload pods (see docs/kubernetes.md)"
+            )
+        parent = self.lifetime.begin()
+        owners = manifests.owned_by(parent)
+        res = manifests.resources_for(self.profile, gpus, opts.pods_per_node)
+        try:
+            self.api.core.create_namespaced_service(
+                self.namespace,
+                manifests.headless_service(self.run, self.namespace)
+                | {
+                    "metadata": {
+                        **manifests.headless_service(self.run, self.namespace)["metadata"],
+                        "ownerReferences": owners,
+                    }
+                },
+            )
+            for plan in self.plans:
+                pod = manifests.rank_pod(
+                    self.run,
+                    self.namespace,
+                    opts,
+                    res,
+                    plan,
+                    len(self.plans),
+                    self.template,
+                    owners,
+                )
+                if "image" not in pod["spec"]["containers"][0]:
+                    raise KubeError(
+                        f"{WHERE}: no image for the rank pods: give --gpufabric-k8s-image (an "
+                        "image with torch and pytest-gpufabric, see the Dockerfile) or set one "
+                        "in --gpufabric-k8s-pod-template"
+                    )
+                self.container = pod["spec"]["containers"][0]["name"]
+                self._base_env = {
+                    e["name"]: e["value"]
+                    for e in pod["spec"]["containers"][0]["env"]
+                    if "value" in e
+                }
+                created = self.api.core.create_namespaced_pod(self.namespace, pod)
+                self.pods[plan.name(self.run)] = self.api.client.sanitize_for_serialization(created)
+        except KubeError:
+            raise
+        except Exception as exc:
+            raise KubeError(
+                f"{WHERE}: cannot create the run's objects in namespace "
+                f"{self.namespace}: {reason(exc)}"
+            ) from None
+
+    def refresh(self) -> dict[str, dict[str, Any]]:
+        """The run's pods as the API server has them now (a pod gone is absent)."""
+        listed = self.api.core.list_namespaced_pod(
+            self.namespace, label_selector=manifests.selector(self.run)
+        )
+        now = {p.metadata.name: self.api.client.sanitize_for_serialization(p) for p in listed.items}
+        self.pods = {name: now[name] for name in self.pods if name in now}
+        return now
+
+    def events(self, pod: str) -> list[dict[str, Any]]:
+        with contextlib.suppress(Exception):
+            listed = self.api.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.name={pod}"
+            )
+            return [self.api.client.sanitize_for_serialization(e) for e in listed.items]
+        return []
+
+    def _wait_running(self) -> None:
+        """Every pod Running within the start-up deadline; a problem that waiting will not
+        fix ends the wait at once, one that might (unschedulable, a slow pull) after a grace."""
+        deadline = time.monotonic() + self.startup_s
+        first_seen: dict[str, float] = {}
+        while True:
+            now_pods = self.refresh()
+            waiting = []
+            for plan in self.plans:
+                name = plan.name(self.run)
+                pod = now_pods.get(name)
+                final = diagnose.final_problem(pod, self.events(name) if pod is None else ())
+                if final is not None or pod is None:
+                    raise KubeError(f"{WHERE}: {final}")
+                if (pod.get("status") or {}).get("phase") == "Running" and all(
+                    cs.get("ready") for cs in pod["status"].get("containerStatuses") or []
+                ):
+                    continue
+                problem = diagnose.waiting_problem(pod)
+                if problem is not None:
+                    since = first_seen.setdefault(name, time.monotonic())
+                    grace = UNSCHEDULABLE_GRACE_S if "scheduled" in problem else PULL_GRACE_S
+                    if time.monotonic() - since > grace:
+                        raise KubeError(f"{WHERE}: {problem}")
+                waiting.append(diagnose.state(pod))
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise KubeError(
+                    f"{WHERE}: pods not running within the start-up deadline "
+                    f"({self.startup_s:g} s, --gpufabric-startup-timeout): " + "; ".join(waiting)
+                )
+            time.sleep(POLL_S)
+
+    # --- in the pods -----------------------------------------------------------------------
+
+    def exec_argv(self, plan: manifests.PodPlan, args: Sequence[str]) -> list[str]:
+        return [self.options.python, *args]
+
+    def _exec_json(self, plan: manifests.PodPlan, args: Sequence[str]) -> dict[str, Any]:
+        pod = plan.name(self.run)
+        try:
+            code, out, err = run_in_pod(
+                self.api,
+                self.namespace,
+                pod,
+                self.container,
+                self.exec_argv(plan, args),
+                PROBE_TIMEOUT_S,
+            )
+        except Exception as exc:
+            raise KubeError(
+                f"{WHERE}: pod {pod} on node {plan.node}: exec failed: {reason(exc)}"
+            ) from None
+        try:
+            data = json.loads(out)
+        except ValueError:
+            last = (err.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+            raise KubeError(
+                f"{WHERE}: pod {pod} on node {plan.node}: `{' '.join(args)}` exited with "
+                f"code {code}: {last} (does the image hold pytest-gpufabric? "
+                "--gpufabric-k8s-python)"
+            ) from None
+        if not isinstance(data, dict):
+            raise KubeError(f"{WHERE}: pod {pod}: `{' '.join(args)}` did not print an object")
+        return data
+
+    def _probe(self, node_name: str, detect: bool) -> Node:
+        plan = next(p for p in self.plans if p.node == node_name)
+        args = ["-m", "pytest_gpufabric.evidence.probe", *(["--detect"] if detect else [])]
+        data = self._exec_json(plan, args)
+        try:
+            node = node_from_json(data, f"pod {plan.name(self.run)}")
+        except ValueError as exc:
+            raise KubeError(f"{WHERE}: pod {plan.name(self.run)}: {exc}") from None
+        # The run calls a node by its Kubernetes name; the pod's host name is the pod's.
+        return Node(
+            node_name,
+            node.inventory,
+            node.label,
+            node.dmi_product,
+            node.rdma,
+            node.rdma_origin,
+            node.notes,
+        )
+
+    @property
+    def base_env(self) -> dict[str, str]:
+        """The rank container's literal environment (the pod template's and ours)."""
+        return dict(self._base_env)
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _why_not(node: dict[str, Any]) -> str:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return "cordoned"
+    return "not Ready"
+
+
+class KubePool:
+    """One rank pool: an exec stream per rank into the run's pods."""
+
+    def __init__(self, spec: PoolSpec, launcher: KubernetesLauncher) -> None:
+        self.spec = spec
+        self.launcher = launcher
+        self.server = RankServer(spec.name, spec.nranks, self)
+        self._ranks: list[ExecRank] = []
+        self._where: list[tuple[manifests.PodPlan, int]] = []  # by rank: (pod, local rank)
+        for plan in launcher.plans:
+            for local, _ in enumerate(plan.ranks):
+                self._where.append((plan, local))
+        self._closed = False
+        self._log_dir = PurePosixPath(manifests.WORK_DIR) / spec.name
+
+    @property
+    def hello(self) -> Sequence[RankHello]:
+        return self.server.hello
+
+    @property
+    def pods(self) -> list[str]:
+        """The pod of each rank, by rank."""
+        return [plan.name(self.launcher.run) for plan, _ in self._where]
+
+    def start(self) -> None:
+        spec, launcher = self.spec, self.launcher
+        if spec.nranks != len(self._where):
+            raise KubeError(
+                f"{WHERE}: pool {spec.name} wants {spec.nranks} ranks; the pods "
+                f"hold {len(self._where)}"
+            )
+        spec.directory.mkdir(parents=True, exist_ok=True)
+        record = spec.record() | {"pods": launcher.placement(), "namespace": launcher.namespace}
+        (spec.directory / POOL_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        base = launcher.base_env
+        for rank, (plan, local) in enumerate(self._where):
+            env = rank_environment(
+                base,
+                spec.environment(rank),
+                rank=rank,
+                nranks=spec.nranks,
+                backend=spec.backend,
+                controller="stdio",
+                token=self.server.token,
+                rank_addr=None,
+                startup_timeout=spec.startup_timeout,
+                job_timeout=spec.job_timeout,
+                log_dir=self._log_dir,
+                local=(local, len(plan.ranks)),
+                package_path=False,
+            )
+            assigned = [f"{k}={v}" for k, v in env.items() if base.get(k) != v]
+            argv = [
+                "env",
+                *assigned,
+                *launcher.exec_argv(plan, ["-m", "pytest_gpufabric.rank.worker"]),
+            ]
+            out = spec.directory / f"rank{rank}.out.log"
+            try:
+                client = open_exec(
+                    launcher.api,
+                    launcher.namespace,
+                    plan.name(launcher.run),
+                    self.launcher.container,
+                    argv,
+                    stdin=True,
+                )
+            except Exception as exc:
+                raise KubeError(
+                    f"{WHERE}: pod {plan.name(launcher.run)} on node {plan.node}: "
+                    f"cannot start rank {rank}: {reason(exc)}"
+                ) from None
+            exec_rank = ExecRank(client, out)
+            self._ranks.append(exec_rank)
+            self.server.adopt(exec_rank.sock)
+        self.server.start(spec.startup_timeout)
+
+    def run(self, job: Job, what: str) -> list[JobResult]:
+        try:
+            return self.server.run(job, what, self.spec.job_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- RankWatch ---------------------------------------------------------------------------
+
+    def _pod_of(self, rank: int) -> tuple[manifests.PodPlan, dict[str, Any] | None]:
+        plan = self._where[rank][0]
+        return plan, self.launcher.pods.get(plan.name(self.launcher.run))
+
+    def exited(self, rank: int) -> str | None:
+        if rank >= len(self._ranks):
+            return "never started"
+        ended = self._ranks[rank].ended
+        if ended is None:
+            return None
+        plan, _ = self._pod_of(rank)
+        with contextlib.suppress(Exception):
+            self.launcher.refresh()
+        pod = self.launcher.pods.get(plan.name(self.launcher.run))
+        problem = diagnose.final_problem(pod, self.launcher.events(plan.name(self.launcher.run)))
+        where = f"pod {plan.name(self.launcher.run)} on node {plan.node}"
+        return f"{ended} ({problem})" if problem else f"{ended} ({where})"
+
+    def describe(self, rank: int) -> str:
+        plan, pod = self._pod_of(rank)
+        return (
+            f"{diagnose.state(pod)}, rank stream open"
+            if pod
+            else f"pod {plan.name(self.launcher.run)}"
+        )
+
+    def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
+        out = self.spec.directory / f"rank{rank}.out.log"
+        nccl = self._fetch_nccl(rank)
+        found = [(out, tail(out))]
+        if nccl is not None:
+            found.append((nccl, tail(nccl)))
+        return found
+
+    def _fetch_nccl(self, rank: int) -> Path | None:
+        """Copy the rank's NCCL debug log out of its pod (while the pod exists)."""
+        plan, _ = self._pod_of(rank)
+        local = self.spec.directory / nccl_log_name(rank)
+        remote = str(self._log_dir / nccl_log_name(rank))
+        with contextlib.suppress(Exception):
+            code, out, _ = run_in_pod(
+                self.launcher.api,
+                self.launcher.namespace,
+                plan.name(self.launcher.run),
+                self.launcher.container,
+                ["cat", remote],
+                30,
+            )
+            if code == 0:
+                local.write_bytes(out)
+        return local if local.exists() else None
+
+    # --- evidence and the end ----------------------------------------------------------------
+
+    def nccl_log(self) -> Any:
+        from ...evidence.nccl_log import parse_files
+
+        files = [self._fetch_nccl(rank) for rank in range(self.spec.nranks)]
+        return parse_files(sorted(f for f in files if f is not None))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.server.broken is None and self._ranks:
+            self.server.say_goodbye()
+            deadline = time.monotonic() + 10
+            for exec_rank in self._ranks:
+                while exec_rank.ended is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        for rank in range(len(self._ranks)):
+            self._fetch_nccl(rank)
+        for exec_rank in self._ranks:
+            exec_rank.close()
+        self.server.close()

@@ -1,0 +1,121 @@
+"""How long the run's objects live: from the parent's creation until the controller deletes
+them (end of run, Ctrl-C, SIGTERM), or, if the controller is killed outright, until the
+parent's deadline passes without renewal. The parent is a Job without pods (manifests.py):
+when its ``activeDeadlineSeconds`` passes the Job controller fails it, the TTL controller
+deletes it (``ttlSecondsAfterFinished: 0``) and the garbage collector deletes every object
+that names it as owner. Nothing on the controller's side has to survive for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from . import manifests
+from .api import Api, reason
+
+GONE_TIMEOUT_S = 60.0  # pods vanish a few seconds after the kubelet has killed them
+
+
+class Lifetime:
+    def __init__(self, api: Api, namespace: str, run: str, expiry_s: float) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.run = run
+        self.expiry_s = expiry_s
+        self.parent: dict[str, Any] | None = None
+        self._began = 0.0
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._previous_sigterm: Any = None
+        self.problems: list[str] = []  # what the clean-up could not do
+
+    def begin(self) -> dict[str, Any]:
+        """Create the parent and keep it alive; SIGTERM now unwinds like Ctrl-C."""
+        self._trap_sigterm()
+        body = manifests.parent_job(self.run, self.namespace, self.expiry_s)
+        created = self.api.batch.create_namespaced_job(self.namespace, body)
+        self.parent = dict(self.api.client.sanitize_for_serialization(created))
+        self._began = time.monotonic()
+        self._renewer = threading.Thread(target=self._renew, daemon=True, name="gpufabric-lease")
+        self._renewer.start()
+        return self.parent
+
+    def _renew(self) -> None:
+        """Push the parent's deadline to ``expiry`` from now, every quarter of it."""
+        while not self._stop.wait(self.expiry_s / 4):
+            deadline = math.ceil(time.monotonic() - self._began + self.expiry_s)
+            with contextlib.suppress(Exception):  # the next renewal tries again
+                self.api.batch.patch_namespaced_job(
+                    self.run, self.namespace, {"spec": {"activeDeadlineSeconds": deadline}}
+                )
+
+    def _trap_sigterm(self) -> None:
+        def terminate(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt("SIGTERM")  # pytest unwinds; the launcher cleans up
+
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            self._previous_sigterm = signal.signal(signal.SIGTERM, terminate)
+
+    def end(self, *, keep: bool) -> None:
+        """Delete everything the run made and wait until it is gone (``keep``: leave it to
+        expire, for debugging)."""
+        self._stop.set()
+        if self._previous_sigterm is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if self.parent is None or keep:
+            return
+        core, batch = self.api.core, self.api.batch
+        label = manifests.selector(self.run)
+        steps: tuple[Callable[[], object], ...] = (
+            lambda: core.delete_collection_namespaced_pod(
+                self.namespace, label_selector=label, grace_period_seconds=1
+            ),
+            lambda: core.delete_namespaced_service(self.run, self.namespace),
+            lambda: batch.delete_namespaced_job(
+                self.run, self.namespace, propagation_policy="Background"
+            ),
+        )
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                if getattr(exc, "status", None) != 404:
+                    self.problems.append(reason(exc))
+        deadline = time.monotonic() + GONE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                left = self.leftovers()
+            except Exception as exc:
+                self.problems.append(reason(exc))
+                return
+            if not left:
+                return
+            time.sleep(0.5)
+        self.problems.append(f"still there after {GONE_TIMEOUT_S:g} s: {', '.join(left)}")
+
+    def leftovers(self) -> list[str]:
+        """The run's objects that still exist, as kind/name."""
+        label = manifests.selector(self.run)
+        found = [
+            f"pod/{p.metadata.name}"
+            for p in self.api.core.list_namespaced_pod(self.namespace, label_selector=label).items
+        ]
+        found += [
+            f"service/{s.metadata.name}"
+            for s in self.api.core.list_namespaced_service(
+                self.namespace, label_selector=label
+            ).items
+        ]
+        found += [
+            f"job/{j.metadata.name}"
+            for j in self.api.batch.list_namespaced_job(self.namespace, label_selector=label).items
+        ]
+        return found

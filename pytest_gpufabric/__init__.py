@@ -14,16 +14,20 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:
     from .fabric import Fabric
     from .judge.judgement import GpufabricWarning
-    from .session.cases import BandwidthCase, CorrectnessCase
+    from .session.cases import SPLIT_COLLECTIVES, BandwidthCase, CorrectnessCase
 
 _LAZY = {
     "Fabric": ("fabric", "Fabric"),
     "BandwidthCase": ("session.cases", "BandwidthCase"),
     "CorrectnessCase": ("session.cases", "CorrectnessCase"),
     "GpufabricWarning": ("judge.judgement", "GpufabricWarning"),
+    "SPLIT_COLLECTIVES": ("session.cases", "SPLIT_COLLECTIVES"),
 }
 
-__all__ = ["BandwidthCase", "CorrectnessCase", "Fabric", "GpufabricWarning", "__version__"]
+__all__ = [
+    "SPLIT_COLLECTIVES", "BandwidthCase", "CorrectnessCase", "Fabric", "GpufabricWarning",
+    "__version__",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

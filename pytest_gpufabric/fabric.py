@@ -22,12 +22,15 @@ from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
 from .judge.host import per_node
 from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement
+from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
-from .session.cases import BandwidthCase, CorrectnessCase, bandwidth_key
-from .session.plans import RunPlan
+from .runs import SPLIT
+from .session.cases import BandwidthCase, CorrectnessCase, bandwidth_key, split_case
+from .session.plans import RunPlan, split_plan
 from .session.pools import Call, PoolDown
 from .session.session import FabricSession
+from .session.split import split_skip
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
@@ -272,6 +275,37 @@ class Fabric:
             self.session.test_context(),
             [("nccl_log_files", len(log.files))],
         )
+
+    def check_split_cost(self, collective: Collective | str) -> None:
+        """What splitting this node into one NCCL host per rank (one pod per GPU) costs: busbw
+        of the collective on one host and split (NCCL_HOSTID per rank), with the transports
+        NCCL chose in each, against bandwidth.split (reported, not judged, without it)."""
+        __tracebackhide__ = True
+        session, world = self.session, self.session.world
+        profile = world.profile
+        case = split_case(Collective(collective), profile, world.backend)
+        self._claim(case.key)
+        skip = split_skip(world)
+        if skip is not None:
+            self._skip(*skip)
+        one, split = session.main_plan, split_plan(world.nranks)
+        self.record(properties.of_run(split.name, split.describe(), split.nodes, SPLIT))
+        warmup, iters = (profile.warmup, profile.iters) if profile is not None else (5, 20)
+        call = Call(case.collective, case.nbytes, world.dtype, warmup, iters)
+        # The pool already running first: one pool start per case, not two.
+        order = (split, one) if session.running_pool == split.name else (one, split)
+        sides = {plan.name: self._side(plan, call) for plan in order}
+        name = session.profile_name
+        judgement = judge_split(sides[one.name], sides[split.name], case.limit, name)
+        self._settle(judgement, session.test_context())
+
+    def _side(self, plan: RunPlan, call: Call) -> Side:
+        """``call`` measured in ``plan``'s pool, with that pool's NCCL logs (after it: NCCL
+        logs a connection when it first uses it)."""
+        __tracebackhide__ = True
+        measured = self._measure(plan, call)
+        log = self.pool(plan).nccl_log() if self.session.world.backend == "nccl" else None
+        return Side(plan.name, plan.describe(), measured, log)
 
 
 def _fail(message: str) -> NoReturn:

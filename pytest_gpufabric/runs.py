@@ -10,6 +10,11 @@ a profile and runs in one rank pool with its own NCCL settings.
 - ``nvlink_only``: P2P limited to NVLink, no SHM, no network plugin, InfiniBand off: a pair
   that cannot use NVLink shows up as NET/Socket in the logs and in the bandwidth.
 
+One more pool is not a floors section: ``split`` (:data:`SPLIT_RUN`) gives every rank its own
+NCCL host (NCCL_HOSTID per rank), as one pod per GPU on a node does (NCCL's host hash comes
+from the host name, so pods of one node are separate hosts to it). The split-cost check
+compares its busbw with the main run's on the same node (``bandwidth.split``).
+
 Pure vocabulary: session/plans.py turns a kind and a profile into a pool's plan.
 """
 
@@ -67,6 +72,14 @@ KINDS: Mapping[str, RunKind] = MappingProxyType(
     }
 )  # fmt: skip
 RUN_KINDS = tuple(KINDS)
+
+SPLIT = "split"
+# Compared with the main run, not judged against floors of its own: kept out of KINDS (the
+# bandwidth.<kind> floors sections, the floors tool's --section).
+SPLIT_RUN = RunKind(
+    SPLIT, SPLIT, False, MappingProxyType({}),
+    "every rank its own NCCL host (NCCL_HOSTID per rank), as one pod per GPU",
+)  # fmt: skip
 ISOLATION_RUNS = tuple(name for name, kind in KINDS.items() if kind.isolation)
 
 

@@ -296,23 +296,25 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
         tests = data["tests"]
         run.reports.append(data)
         for test in tests:
-            measured = properties.read(test.get("properties", {}))
-            if measured is None:
-                continue
-            run.measurements.append(
-                RecordedMeasurement(
-                    measured.collective,
-                    measured.nbytes,
-                    measured.nranks,
-                    measured.time_ms,
-                    measured.mismatches,
-                    measured.checked,
-                    measured.dtype,
-                    f"{path} ({test.get('nodeid')})",
-                    "pytest-gpufabric report",
-                    measured.run,
+            props = test.get("properties", {})
+            # A comparison (the split cost) also measured its baseline in another run.
+            for measured in (properties.read(props), properties.read_baseline(props)):
+                if measured is None:
+                    continue
+                run.measurements.append(
+                    RecordedMeasurement(
+                        measured.collective,
+                        measured.nbytes,
+                        measured.nranks,
+                        measured.time_ms,
+                        measured.mismatches,
+                        measured.checked,
+                        measured.dtype,
+                        f"{path} ({test.get('nodeid')})",
+                        "pytest-gpufabric report",
+                        measured.run,
+                    )
                 )
-            )
         return "pytest-gpufabric report"
     if (
         isinstance(data.get("results"), list)

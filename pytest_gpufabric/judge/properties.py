@@ -43,6 +43,14 @@ RUN = "run"
 RUN_SETTINGS = "run_settings"
 RUN_NODES = "run_nodes"
 FLOORS_FROM = "floors_from"
+# The split-cost comparison (judge/topology.py): the test's measurement is the split run's;
+# the same collective on one NCCL host is its baseline.
+BASELINE = "baseline_"  # prefix: baseline_time_ms, baseline_busbw_gbps, baseline_run, ...
+TRANSPORT = "transport"  # what NCCL chose in the test's run, e.g. "NET/Socket×4"
+NCCL_NODES = "nccl_nodes"  # NCCL's nNodes in that run
+SPLIT_RATIO = "split_ratio"  # busbw split / busbw on one host
+SLOWDOWN = "slowdown"  # busbw on one host / busbw split
+MAX_SLOWDOWN = "max_slowdown"
 
 
 def of_measurement(m: Measurement) -> list[Property]:
@@ -65,6 +73,21 @@ def of_measurement(m: Measurement) -> list[Property]:
         props += [(CHECKED, m.checked), (MISMATCHES, m.mismatches)]
     if m.recorded:
         props.append((RECORDED_IN, m.recorded))
+    return props
+
+
+def of_baseline(m: Measurement, run: str) -> list[Property]:
+    """The baseline of a comparison: its run and timing, under the ``baseline_`` prefix."""
+    props: list[Property] = [(BASELINE + RUN, run)]
+    if m.rank_median_ms:
+        props += [(BASELINE + TIME_MS, round(m.time_ms, 4)),
+                  (BASELINE + ALGBW, round(m.algbw_gbps, 2)),
+                  (BASELINE + BUSBW, round(m.busbw_gbps, 2)),
+                  (BASELINE + SLOWEST_RANK, m.slowest_rank)]  # fmt: skip
+    if m.checked:
+        props += [(BASELINE + CHECKED, m.checked), (BASELINE + MISMATCHES, m.mismatches)]
+    if m.recorded:
+        props.append((BASELINE + RECORDED_IN, m.recorded))
     return props
 
 
@@ -101,6 +124,31 @@ class Measured:
     run_settings: str | None
     run_nodes: int | None
     threshold_gbps: float | None
+
+
+def read_baseline(props: Mapping[str, object]) -> Measured | None:
+    """The baseline measurement of a comparison test (same collective, size and ranks, in
+    the run ``baseline_run``); None for any other test."""
+    measured = read(props)
+    run = props.get(BASELINE + RUN)
+    if measured is None or run is None:
+        return None
+    return Measured(
+        collective=measured.collective,
+        nbytes=measured.nbytes,
+        nranks=measured.nranks,
+        dtype=measured.dtype,
+        time_ms=_number(props, BASELINE + TIME_MS),
+        busbw_gbps=_number(props, BASELINE + BUSBW),
+        checked=_integer(props, BASELINE + CHECKED),
+        mismatches=_integer(props, BASELINE + MISMATCHES),
+        iters=measured.iters,
+        warmup=measured.warmup,
+        run=str(run),
+        run_settings=None,
+        run_nodes=None,
+        threshold_gbps=None,
+    )
 
 
 def _number(props: Mapping[str, object], name: str) -> float | None:

@@ -167,10 +167,13 @@ def load_catalogue(extra: Iterable[Path] = (), shipped: Path | None = None) -> C
 
 
 def _run_counts(profile: Profile) -> str:
-    return " ".join(
+    counts = [
         f"{kind}:{len(run.floors) if run.floors else 'intra'}"
         for kind, run in sorted(profile.runs.items())
-    )
+    ]
+    if profile.split is not None:
+        counts.append(f"split:<={profile.split.max_slowdown:g}x")
+    return " ".join(counts)
 
 
 def describe(catalogue: Catalogue) -> list[str]:

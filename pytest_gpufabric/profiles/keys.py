@@ -3,17 +3,18 @@ these) and the values some of them take."""
 
 from __future__ import annotations
 
-from ..runs import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, RUN_KINDS
+from ..runs import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, RUN_KINDS, SPLIT
 
 TOP_KEYS = ("name", "description", "extends", "gpu", "bandwidth", "nccl", "host")
 GPU_KEYS = ("model", "count", "memory_gib")
-BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "ranks", "warn_band", *RUN_KINDS)
+BANDWIDTH_KEYS = ("dtype", "warmup", "iters", "ranks", "warn_band", *RUN_KINDS, SPLIT)
 RUN_KEYS: dict[str, tuple[str, ...]] = {
     INTRA_NODE: ("source", "margin", "warn_band", "floors"),
     INTER_NODE: ("source", "margin", "warn_band", "nodes", "floors"),
     NETWORK_ONLY: ("source", "margin", "warn_band", "nodes", "env", "floors"),
     NVLINK_ONLY: ("source", "margin", "warn_band", "floors"),
 }
+SPLIT_KEYS = ("source", "margin", "max_slowdown", "size")  # a limit, not floors
 FLOOR_KEYS = ("busbw_gbps", "source")
 NCCL_KEYS = ("source", "intra_node", "network")
 NCCL_INTRA_KEYS = ("transport", "path", "p2p_read", "nvls")

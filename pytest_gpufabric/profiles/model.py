@@ -124,8 +124,6 @@ class HostExpectations:
     rdma_gdr: Expectation | None = None
 
 
-
-
 @dataclass(frozen=True)
 class BandwidthRun:
     """One kind of run a profile gates (a ``bandwidth.<kind>`` section) and its floors."""
@@ -141,6 +139,27 @@ class BandwidthRun:
             if floor.collective is collective and floor.nbytes == nbytes:
                 return floor
         return None
+
+
+@dataclass(frozen=True)
+class SplitLimit:
+    """``bandwidth.split``: how much splitting a node into one NCCL host per GPU (one pod per
+    GPU) may cost: busbw on one host ÷ busbw split, at most ``max_slowdown``."""
+
+    max_slowdown: float
+    nbytes: int | None  # message size of the comparison; None: the default for the backend
+    source: str
+    margin: str
+    file: Path
+    line: int  # of max_slowdown
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def cite(self) -> str:
+        margin = f"; margin: {self.margin}" if self.margin else ""
+        return f"bandwidth.split.max_slowdown in {self.where}; source: {self.source}{margin}"
 
 
 DEFAULT_WARN_BAND_PCT = 5.0
@@ -164,6 +183,7 @@ class Profile:
     warn_band_pct: float = DEFAULT_WARN_BAND_PCT
     extends: tuple[str, ...] = ()  # the parent chain, nearest first
     files: tuple[Path, ...] = ()  # this file and its ancestors' files
+    split: SplitLimit | None = None  # bandwidth.split; None: the split cost is not judged
 
     @property
     def backend(self) -> str:

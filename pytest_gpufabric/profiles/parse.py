@@ -10,12 +10,20 @@ from types import MappingProxyType
 from typing import Any
 
 from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective
-from ..runs import INTER_NODE, NVLINK_ONLY, RUN_KINDS
+from ..runs import INTER_NODE, NVLINK_ONLY, RUN_KINDS, SPLIT
 from ..units import parse_size
 from .checker import Checker
 from .checker import kind as kind_of
 from .expectations import parse_host, parse_nccl
-from .keys import BANDWIDTH_KEYS, FLOOR_KEYS, GPU_KEYS, PROTECTED_ENV, RUN_KEYS, TOP_KEYS
+from .keys import (
+    BANDWIDTH_KEYS,
+    FLOOR_KEYS,
+    GPU_KEYS,
+    PROTECTED_ENV,
+    RUN_KEYS,
+    SPLIT_KEYS,
+    TOP_KEYS,
+)
 from .model import (
     DEFAULT_WARN_BAND_PCT,
     BandwidthRun,
@@ -24,6 +32,7 @@ from .model import (
     NcclExpectations,
     Profile,
     ProfileError,
+    SplitLimit,
 )
 from .yamlfile import LineMap, YamlError, load_yaml
 
@@ -46,10 +55,13 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
     settings = _parse_bandwidth_settings(check, bandwidth, base)
     dtype, warmup, iters, ranks_set, warn_band = settings
     runs = dict(base.runs) if base else {}
+    split = base.split if base else None
     if bandwidth is not None:
         for kind in RUN_KINDS:
             if kind in bandwidth:
                 _parse_run(check, bandwidth, kind, runs, warn_band)
+        if SPLIT in bandwidth:
+            split = _parse_split(check, bandwidth)
     nccl = base.nccl if base else NcclExpectations()
     if (nccl_section := check.mapping(data, "nccl", "nccl", required=False)) is not None:
         nccl = dataclasses.replace(nccl, **parse_nccl(check, nccl_section))
@@ -73,7 +85,7 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
         name, path, description, model, count, dtype, warmup, iters, ranks_set,
         MappingProxyType(runs), nccl, host, memory, warn_band,
         extends=((base.name, *base.extends) if base else ()),
-        files=(path, *(base.files if base else ())),
+        files=(path, *(base.files if base else ())), split=split,
     )  # fmt: skip
 
 
@@ -165,6 +177,37 @@ def _parse_run(
         )
     )
     runs[kind] = BandwidthRun(kind, kept, nodes, MappingProxyType(env), band)
+
+
+def _parse_split(check: Checker, bandwidth: LineMap) -> SplitLimit | None:
+    """``bandwidth.split``, stated whole in this file (with its own source); ``null`` drops
+    an inherited one."""
+    where = f"bandwidth.{SPLIT}"
+    if bandwidth[SPLIT] is None:
+        return None
+    section = check.mapping(bandwidth, SPLIT, where)
+    if section is None:
+        return None
+    check.unknown_keys(section, SPLIT_KEYS, f"{where}.")
+    source = check.text(section, "source", f"{where}.source")
+    margin = check.text(section, "margin", f"{where}.margin", required=False) or ""
+    value = section.get("max_slowdown")
+    line = section.line_of("max_slowdown") if "max_slowdown" in section else section.line
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        got = "missing" if value is None else f"got {value!r}"
+        check.problem(line, f"{where}.max_slowdown", f"must be a number >= 1 (busbw on one "
+                      f"host ÷ busbw split), {got}")  # fmt: skip
+        return None
+    nbytes = None
+    if "size" in section:
+        size = section["size"]
+        try:
+            nbytes = parse_size(size if isinstance(size, (str, int)) else repr(size))
+        except ValueError as exc:
+            check.problem(section.line_of("size"), f"{where}.size", str(exc))
+    if source is None:
+        return None
+    return SplitLimit(float(value), nbytes, source, margin, check.path, line)
 
 
 def _parse_env(check: Checker, section: LineMap, where: str) -> dict[str, str]:

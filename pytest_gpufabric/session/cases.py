@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, pattern_modulus
-from ..profiles.model import Floor, Profile
-from ..runs import DEFAULT, ISOLATION_RUNS, NVLINK_ONLY, main_kind
+from ..profiles.model import Floor, Profile, SplitLimit
+from ..runs import DEFAULT, ISOLATION_RUNS, NVLINK_ONLY, SPLIT, main_kind
 from ..units import format_size
 
 # Correctness runs use element counts that are prime per rank-chunk, so tails, unaligned
@@ -53,6 +53,38 @@ class CorrectnessCase:
         ):
             return per_rank * nranks
         return per_rank
+
+
+# The split-cost comparison (runs.SPLIT_RUN): the collectives whose traffic crosses every
+# pair of ranks, at a size where bandwidth, not latency, decides (1 GiB as the intra_node
+# floors and nccl-tests use; gloo on CPU moves 1 GiB slowly, so 1 MiB there).
+SPLIT_COLLECTIVES = (Collective.ALL_REDUCE, Collective.ALL_GATHER, Collective.REDUCE_SCATTER)
+SPLIT_SIZE = {"nccl": 1 << 30, "gloo": 1 << 20}
+
+
+@dataclass(frozen=True)
+class SplitCase:
+    """One collective measured on one NCCL host and with every rank its own host."""
+
+    collective: Collective
+    nbytes: int
+    limit: SplitLimit | None  # None: the profile does not ask (compared, not judged)
+
+    @property
+    def id(self) -> str:
+        return f"{self.collective.value}-{format_size(self.nbytes)}"
+
+    @property
+    def key(self) -> str:
+        """Its certification key."""
+        return f"{SPLIT}/{self.id}"
+
+
+def split_case(collective: Collective, profile: Profile | None, backend: str) -> SplitCase:
+    limit = profile.split if profile is not None else None
+    if limit is not None and limit.nbytes:
+        return SplitCase(collective, limit.nbytes, limit)
+    return SplitCase(collective, SPLIT_SIZE.get(backend, 1 << 20), limit)
 
 
 def bandwidth_key(case: BandwidthCase) -> str:

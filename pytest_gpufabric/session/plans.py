@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..profiles.model import Profile
-from ..runs import DEFAULT, GDR_ANYWHERE, ISOLATION_RUNS, KINDS, NETWORK_ONLY, main_kind
+from ..runs import (
+    DEFAULT,
+    GDR_ANYWHERE,
+    ISOLATION_RUNS,
+    KINDS,
+    NETWORK_ONLY,
+    SPLIT,
+    main_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +41,9 @@ class RunPlan:
 
     def describe(self) -> str:
         settings = " ".join(f"{k}={v}" for k, v in sorted(self.env.items()))
-        split = (
-            f", ranks split into {self.nodes} NCCL nodes (NCCL_HOSTID)" if self.nodes > 1 else ""
-        )
-        return f"{self.name} run" + (f" ({settings}{split})" if settings or split else "")
+        split = f"ranks split into {self.nodes} NCCL nodes (NCCL_HOSTID)" if self.nodes > 1 else ""
+        parts = ", ".join(part for part in (settings, split) if part)
+        return f"{self.name} run" + (f" ({parts})" if parts else "")
 
 
 def default_plan(emulated_nodes: int = 1) -> RunPlan:
@@ -57,3 +64,9 @@ def isolation_plan(profile: Profile, kind: str) -> RunPlan | None:
         env.update(run.env)
         return RunPlan(kind, kind, MappingProxyType(env), run.nodes)
     return RunPlan(kind, kind, MappingProxyType(env))
+
+
+def split_plan(nranks: int) -> RunPlan:
+    """Every rank its own NCCL host: one NCCL_HOSTID per rank, as one pod per GPU is to NCCL
+    (its host hash comes from the host name, or NCCL_HOSTID)."""
+    return RunPlan(SPLIT, SPLIT, nodes=max(nranks, 1))

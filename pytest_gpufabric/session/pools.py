@@ -54,6 +54,11 @@ class Pools:
         self.main_hello: Sequence[RankHello] = ()  # what the main run's ranks reported
         self.timed_collectives = 0  # collectives timed in this session
 
+    @property
+    def current(self) -> str | None:
+        """The plan name of the pool running now, if any."""
+        return self._key
+
     def get(self, plan: RunPlan, directory: Path, requester: str) -> RankPool:
         """The running pool of ``plan`` (artifacts in ``directory``), started on first use."""
         key = plan.name

@@ -35,6 +35,7 @@ from .hosts import Hosts
 from .plans import RunPlan, default_plan, isolation_plan
 from .pools import Call, Pools
 from .records import Records
+from .split import split_demands
 from .world import World, plan_world
 
 NODE_CHECKS = ("ranks_joined", "gpu_inventory")
@@ -157,6 +158,11 @@ class FabricSession:
         return self._pools.run(pool, call, requester)
 
     @property
+    def running_pool(self) -> str | None:
+        """The plan name of the pool running now (starting another stops it)."""
+        return self._pools.current
+
+    @property
     def timed_collectives(self) -> int:
         return self._pools.timed_collectives
 
@@ -228,6 +234,7 @@ class FabricSession:
         for run in ISOLATION_RUNS:
             if profile.runs.get(run) is not None:
                 demands.append(Demand(f"isolation/{run}", f"the path of the {run} run"))
+        demands += split_demands(profile, self.world)
         if self.world.backend == "nccl":
             empty = NcclLog()
             demands += [
@@ -320,5 +327,3 @@ class FabricSession:
 
     def node_facts(self) -> list[dict[str, Any]]:
         return [n.facts() for n in self.world.nodes]
-
-

@@ -15,6 +15,7 @@ FINAL_WAITING = {
     "CreateContainerError": "the container could not be created",
     "RunContainerError": "the container could not be started",
 }
+DELETED = "was deleted (by someone, a preemption or the loss of its node)"
 PULL_WAITING = ("ErrImagePull", "ImagePullBackOff")
 PULL_REMEDY = (
     "check the image name and tag, the registry's reachability from the node and "
@@ -79,7 +80,7 @@ def final_problem(
 ) -> str | None:
     """A problem that waiting will not fix, in one line with its remedy, or None."""
     if pod is None:
-        return "the pod was deleted (by someone else, a preemption or the node's loss)"
+        return f"the pod {DELETED}"
     where = _where(pod)
     status = pod.get("status") or {}
     if status.get("reason") == "Evicted":

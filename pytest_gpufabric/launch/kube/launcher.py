@@ -502,9 +502,12 @@ class KubePool:
         plan, _ = self._pod_of(rank)
         with contextlib.suppress(Exception):
             self.launcher.refresh()
-        pod = self.launcher.pods.get(plan.name(self.launcher.run))
-        problem = diagnose.final_problem(pod, self.launcher.events(plan.name(self.launcher.run)))
-        where = f"pod {plan.name(self.launcher.run)} on node {plan.node}"
+        name = plan.name(self.launcher.run)
+        pod = self.launcher.pods.get(name)
+        where = f"pod {name} on node {plan.node}"
+        if pod is None:
+            return f"{ended} ({where} {diagnose.DELETED})"
+        problem = diagnose.final_problem(pod, self.launcher.events(name))
         return f"{ended} ({problem})" if problem else f"{ended} ({where})"
 
     def describe(self, rank: int) -> str:

@@ -1,0 +1,305 @@
+"""The kubernetes launcher against the real local cluster (../shared/k8s): ranks in pods on
+its node, controller outside (this process: the pods cannot reach it) and inside (a pod);
+faults end with a clear message and leave no object and no process behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import k8s_cluster as k
+import pytest
+
+ONE_LINE_STDERR = 1
+
+
+def junit_facts(path: Path) -> dict[str, str]:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return {p.get("name", ""): p.get("value", "") for p in suite.iter("property")
+            if p.get("name") and not p.get("name", "").startswith("gpufabric.")}  # fmt: skip
+
+
+def test_gate_runs_in_a_pod_outside_controller_certifies_and_leaves_nothing(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path, tmp_path: Path
+) -> None:
+    """Controller here (outside: pods on the bridge cannot reach this host), 1 pod × 2 gloo
+    ranks; the JUnit names the pod and the node."""
+    junit, report = tmp_path / "j.xml", tmp_path / "r.json"
+    result = pytester.runpytest_subprocess(
+        str(k.SUITES), *k.gate_args(namespace, template), f"--junitxml={junit}",
+        f"--gpufabric-json={report}", f"--gpufabric-artifacts={tmp_path / 'art'}",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["CERTIFIED: every check and floor *"])
+    facts = junit_facts(junit)
+    assert facts["launcher"] == "kubernetes"
+    assert facts["node_names"] == "localhost"
+    assert facts["rank_nodes"] == "localhost,localhost"
+    pods = facts["rank_hosts"].split(",")
+    assert len(pods) == 2 and pods[0] == pods[1] and pods[0].endswith("-node-0-0"), pods
+    run = json.loads(report.read_text())["run"]
+    assert [n["name"] for n in run["nodes"]] == ["localhost"]
+    pool = json.loads((tmp_path / "art" / "default" / "pool.json").read_text())
+    assert pool["namespace"] == namespace and list(pool["pods"]) == [pods[0]]
+    nccl_or_out = sorted(p.name for p in (tmp_path / "art" / "default").iterdir())
+    assert "rank0.out.log" in nccl_or_out and "rank1.out.log" in nccl_or_out
+    assert k8s.objects(namespace) == []  # the launcher waited until everything was gone
+    assert k.worker_processes() == []
+
+
+def test_two_pods_on_one_node_are_two_nccl_nodes_with_private_shm(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path
+) -> None:
+    """Splitting a node into pods, as seed 000's 4 pods × 1 GPU: each pod is its own NCCL
+    node and has its own /dev/shm; the finding names both pods."""
+    result = pytester.runpytest_subprocess(
+        str(k.SUITES / "test_host.py"), str(k.SUITES / "test_node.py"),
+        *k.gate_args(namespace, template, "--gpufabric-k8s-pods-per-node=2"), "-rf",
+    )  # fmt: skip
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1 and outcomes["passed"] >= 2, outcomes
+    result.stdout.fnmatch_lines(["FAILED *test_host.py::test_host[[]shm_shared[]]*"])
+    result.stdout.fnmatch_lines(
+        ["*the ranks see 2 different /dev/shm mounts (rank 0 on gpufabric-*-node-0-0: st_dev *"
+         ", rank 1 on gpufabric-*-node-1-0: st_dev *"]  # fmt: skip
+    )
+    assert k8s.objects(namespace) == []
+
+
+KILL_A_POD = """
+import time
+from kubernetes import client, config
+from pytest_gpufabric import CorrectnessCase
+from pytest_gpufabric.collectives import Collective
+
+CASE = CorrectnessCase(Collective.ALL_REDUCE, 1021, "float32")
+
+def test_pod_killed(gpufabric):
+    pool = gpufabric.pool()
+    gpufabric.check_correctness(CASE)
+    config.load_kube_config()
+    core = client.CoreV1Api()
+    core.delete_namespaced_pod(pool.pods[1], "{namespace}", grace_period_seconds=1)
+    for _ in range(600):  # until the kubelet has killed it and the object is gone
+        if pool.pods[1] not in [p.metadata.name for p in core.list_namespaced_pod("{namespace}").items]:
+            break
+        time.sleep(0.1)
+    gpufabric.check_correctness(CorrectnessCase(Collective.ALL_REDUCE, 1023, "float32"))
+
+def test_after(gpufabric):
+    gpufabric.check_correctness(CASE)
+"""
+
+
+def test_a_killed_pod_fails_the_test_naming_pod_and_node(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path
+) -> None:
+    pytester.makepyfile(KILL_A_POD.format(namespace=namespace))
+    result = pytester.runpytest_subprocess(
+        *k.gate_args(namespace, template, "--gpufabric-k8s-pods-per-node=2",
+                     "--gpufabric-timeout=20"), "-rs",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, skipped=1)
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "rank pool 'default': all_reduce 4092B float32: rank 1 died*",
+        "*rank 1: no reply: exited with code 137 (pod gpufabric-*-node-1-0 on node localhost "
+        "was deleted (by someone, a preemption or the loss of its node))",
+    ])  # fmt: skip
+    assert k8s.objects(namespace) == []
+    assert k.worker_processes() == []
+
+
+def test_an_unschedulable_pod_is_a_one_line_error_and_leaves_nothing(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path
+) -> None:
+    """More nvidia.com/gpu than the node has: the scheduler's reason and a remedy, in one
+    line, after the short grace for unschedulable pods (not the start-up deadline)."""
+    t0 = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        str(k.SUITES / "test_node.py"),
+        *k.gate_args(namespace, template, "--gpufabric-k8s-gpus-per-pod=64"),
+    )  # fmt: skip
+    elapsed = time.monotonic() - t0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == ONE_LINE_STDERR, result.stderr.str()
+    assert errors[0].startswith("ERROR: --gpufabric-launcher kubernetes: pod gpufabric-")
+    assert "cannot be scheduled: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu." in errors[0]
+    assert "is the NVIDIA device plugin" in errors[0]
+    assert elapsed < 90
+    assert k8s.objects(namespace) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpufabric-k8s-node-names=nosuch"],
+         "ERROR: --gpufabric-launcher kubernetes: --gpufabric-k8s-node-names: node nosuch: "
+         '404 NotFound: nodes "nosuch" not found'),
+        (["--gpufabric-k8s-node-selector=pool=none"],
+         "ERROR: --gpufabric-launcher kubernetes: 1 node(s) wanted, 0 ready and schedulable "
+         "among nodes matching pool=none (--gpufabric-k8s-node-selector (from "
+         "--gpufabric-k8s-node-selector)); not usable: none"),
+        (["--gpufabric-k8s-nodes=2"],
+         "ERROR: --gpufabric-launcher kubernetes: 2 node(s) wanted, 1 ready and schedulable "
+         "among all nodes; not usable: none"),
+        (["--gpufabric-k8s-workload=sometimes"],
+         "ERROR: --gpufabric-k8s-workload: invalid value 'sometimes' from "
+         "--gpufabric-k8s-workload: one of auto, jobset, indexed-job, pods"),
+    ],
+)  # fmt: skip
+def test_bad_cluster_options_are_one_line_errors(
+    pytester: pytest.Pytester,
+    k8s: k.Cluster,
+    namespace: str,
+    template: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    result = pytester.runpytest_subprocess(
+        str(k.SUITES / "test_node.py"), *k.gate_args(namespace, template, *args)
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line.strip()] == [message]
+    assert k8s.objects(namespace) == []
+
+
+HOLD_THE_POOL = """
+import time
+from pathlib import Path
+
+def test_holds(gpufabric):
+    pool = gpufabric.pool()
+    Path("started").write_text(" ".join(pool.pods))
+    time.sleep(600)
+"""
+
+
+def _start_and_hold(pytester: pytest.Pytester, namespace: str, template: Path,
+                    *extra: str) -> subprocess.Popen[str]:  # fmt: skip
+    pytester.makepyfile(HOLD_THE_POOL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *k.gate_args(namespace, template, *extra)],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A background job of a non-interactive shell inherits SIGINT ignored; a terminal's not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    marker = pytester.path / "started"
+    deadline = time.monotonic() + 180
+    while not marker.exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    if not marker.exists():
+        run.kill()
+        out, _ = run.communicate()
+        pytest.fail(f"the pool did not start:\n{out}")
+    assert k.worker_processes(), "the ranks should run now"
+    return run
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_delete_everything(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path, sig: signal.Signals
+) -> None:
+    run = _start_and_hold(pytester, namespace, template)
+    try:
+        run.send_signal(sig)
+        out, _ = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert k8s.objects(namespace) == [], out  # deleted before pytest exited
+    assert k.worker_processes() == []
+
+
+def test_a_sigkilled_controller_leaves_nothing_after_the_expiry(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path
+) -> None:
+    """Nothing of the controller survives SIGKILL: the ranks see their stream close and exit;
+    Kubernetes deletes the objects once the parent Job's deadline is no longer renewed."""
+    run = _start_and_hold(pytester, namespace, template, "--gpufabric-k8s-expiry=10")
+    killed = time.monotonic()
+    run.kill()
+    run.communicate()
+    deadline = time.monotonic() + 30
+    while k.worker_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert k.worker_processes() == []
+    left = k8s.wait_empty(namespace, 90)
+    gone_after = time.monotonic() - killed
+    assert left == [], f"still there {gone_after:.0f} s after SIGKILL: {left}"
+    print(f"objects gone {gone_after:.1f} s after the controller's SIGKILL (expiry 10 s)")
+
+
+def _apply_rbac(namespace: str) -> None:
+    """deploy/rbac.yaml as users apply it, in the test's namespace."""
+    text = (k.REPO / "deploy" / "rbac.yaml").read_text()
+    text = text.replace("gpufabric-nodes-gpufabric", f"gpufabric-nodes-{namespace}")
+    text = text.replace("namespace: gpufabric", f"namespace: {namespace}")
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(k.KUBECONFIG), "apply", "-f", "-"],
+        input=text, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_gate_runs_from_a_controller_pod_inside_the_cluster(
+    k8s: k.Cluster, namespace: str, template: Path, tmp_path: Path
+) -> None:
+    """The controller as a CronJob or CI job pod runs it: in a pod, with the ServiceAccount
+    of deploy/rbac.yaml and nothing else; its ranks run in pods of their own."""
+    _apply_rbac(namespace)
+    out = tmp_path / "out"
+    out.mkdir()
+    python = str(k.VENV / "bin" / "python")
+    command = [
+        python, "-m", "pytest", str(k.SUITES), f"--basetemp={out / 'basetemp'}",
+        *k.gate_args(namespace, template), f"--junitxml={out / 'j.xml'}",
+    ]  # fmt: skip
+    mount = lambda name, path, ro=True: {"name": name, "mountPath": str(path), "readOnly": ro}  # noqa: E731
+    host = lambda name, path: {"name": name, "hostPath": {"path": str(path), "type": "Directory"}}  # noqa: E731
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "controller", "namespace": namespace},
+        "spec": {
+            "serviceAccountName": "gpufabric",
+            # The local cluster's API server listens on 127.0.0.1 only (no Services there).
+            "hostNetwork": True,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "pytest", "image": "localhost/gpufabric-k8s/hostfs:v1",
+                "imagePullPolicy": "Never", "command": command, "workingDir": str(tmp_path),
+                "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+                        {"name": "PYTHONPATH", "value": str(k.REPO)}],
+                "volumeMounts": [mount("usr", "/usr"), mount("venv", k.VENV),
+                                 mount("repo", k.REPO), mount("work", tmp_path, ro=False)],
+            }],
+            "volumes": [host("usr", "/usr"), host("venv", k.VENV), host("repo", k.REPO),
+                        host("work", tmp_path)],
+        },
+    }  # fmt: skip
+    k8s.api.core.create_namespaced_pod(namespace, pod)
+    deadline = time.monotonic() + 240
+    phase = "Pending"
+    while time.monotonic() < deadline:
+        phase = k8s.api.core.read_namespaced_pod("controller", namespace).status.phase
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(1)
+    log = k8s.api.core.read_namespaced_pod_log("controller", namespace)
+    assert phase == "Succeeded", log
+    assert "CERTIFIED: every check and floor" in log
+    facts = junit_facts(out / "j.xml")
+    assert facts["launcher"] == "kubernetes" and facts["rank_nodes"] == "localhost,localhost"
+    k8s.api.core.delete_namespaced_pod("controller", namespace, grace_period_seconds=0)
+    assert k8s.wait_empty(namespace, 60) == []

@@ -36,11 +36,12 @@ def node(gpus: Sequence[Gpu] = (), name: str = "testnode") -> Node:
 
 @dataclass
 class Script:
-    """What the scripted ranks do: busbw (GB/s) per collective, results to corrupt, a
+    """What the scripted ranks do: busbw (GB/s) per pool or collective, results to corrupt, a
     start-up failure, the NCCL logs their pools hand over, the host facts of the node."""
 
     busbw: Mapping[str, float] = field(default_factory=dict)
     default_busbw: float = 100.0
+    pool_busbw: Mapping[str, float] = field(default_factory=dict)  # pool -> busbw, first
     corrupt: frozenset[str] = frozenset()  # collectives whose result is wrong on rank 0
     fail_start: str | None = None  # a pool of this name fails to start
     nccl_logs: Mapping[str, Sequence[Path]] = field(default_factory=dict)  # pool -> files
@@ -92,7 +93,9 @@ class ScriptedPool:
         collective = Collective(job.collective)
         n = self.spec.nranks
         shape = layout(collective, job.nbytes, n, job.dtype)
-        busbw = self.script.busbw.get(job.collective, self.script.default_busbw)
+        busbw = self.script.pool_busbw.get(self.spec.name) or self.script.busbw.get(
+            job.collective, self.script.default_busbw
+        )
         # time = bytes × busbw factor / busbw: what a run at exactly this busbw would take
         ms = shape.nbytes * collective.busbw_factor(n) / (busbw * 1e9) * 1e3
         checked = (shape.recv or shape.send) if job.verify else 0

@@ -31,6 +31,7 @@ def recorded_node(directory: Path) -> NodeFacts:
     """A recorded node as detection sees it, read through the replay launcher."""
     return facts_of(ReplayLauncher(recorded.load(directory)).nodes(detect=True)[0])
 
+
 SEED = Path(__file__).parent / "data" / "seeds" / "000_c5442fdf6457d6ce.txt"
 
 

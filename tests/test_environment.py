@@ -46,7 +46,10 @@ def test_rendezvous_and_evidence() -> None:
     assert e["GPUFABRIC_RANK_CONTROLLER"] == "127.0.0.1:4711"
     assert e["GPUFABRIC_RANK_TOKEN"] == "t0ken"
     assert e["GPUFABRIC_RANK_ADDR"] == "10.0.0.2"
-    assert (e["GPUFABRIC_RANK_STARTUP_TIMEOUT"], e["GPUFABRIC_RANK_JOB_TIMEOUT"]) == ("600.0", "60.0")
+    assert (e["GPUFABRIC_RANK_STARTUP_TIMEOUT"], e["GPUFABRIC_RANK_JOB_TIMEOUT"]) == (
+        "600.0",
+        "60.0",
+    )
     assert "MASTER_PORT" not in e  # rank 0 binds the store itself and reports the port
     assert e["NCCL_DEBUG"] == "INFO"
     assert e["NCCL_DEBUG_FILE"] == "/art/default/rank2.nccl.log"

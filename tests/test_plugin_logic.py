@@ -116,7 +116,9 @@ def test_bandwidth_verdicts_name_the_measurement_the_floor_and_its_source(
     failed = cases["test_busbw[alltoall-64KiB]"]
     failure = failed.find("failure")
     assert failure is not None
-    assert failure.get("message", "").startswith("Failed: alltoall 64KiB (float32, 2 ranks): busbw ")
+    assert failure.get("message", "").startswith(
+        "Failed: alltoall 64KiB (float32, 2 ranks): busbw "
+    )
     props = {p.get("name"): p.get("value") for p in failed.iter("property")}
     assert props["busbw_gbps"] == "2.0"
     assert props["threshold_gbps"] == "1000000.0"
@@ -144,7 +146,7 @@ def test_a_wrong_result_fails_whatever_the_speed(pytester: pytest.Pytester) -> N
 def test_gpu_profile_on_a_node_without_gpus_is_one_failure(pytester: pytest.Pytester) -> None:
     scripted(pytester, "node()")
     result = suites(pytester, "--gpufabric-instance=hgx-h200-4gpu")
-    result.assert_outcomes(passed=13, failed=1, skipped=75)
+    result.assert_outcomes(passed=13, failed=1, skipped=78)
     result.stdout.fnmatch_lines(
         [
             "profile hgx-h200-4gpu expects 4 × NVIDIA H200 (*hgx-h200-4gpu.yaml); this node has no GPU visible (*)",
@@ -180,7 +182,12 @@ def test_checks_the_run_did_not_judge_keep_it_from_being_certified(
     says no, and the verdict lists what is missing. --gpufabric-allow-uncertified opts out."""
     scripted(pytester, script=HEALTHY_H200)
     report = tmp_path / "r.json"
-    args = ("--gpufabric-instance=hgx-h200-4gpu", "-k", "not broadcast", f"--gpufabric-json={report}")
+    args = (
+        "--gpufabric-instance=hgx-h200-4gpu",
+        "-k",
+        "not broadcast",
+        f"--gpufabric-json={report}",
+    )
     result = suites(pytester, *args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "failed" not in result.parseoutcomes()
@@ -432,5 +439,7 @@ def test_a_json_report_that_cannot_be_written_at_the_end_is_an_error(
                                 f"--gpufabric-json={target / 'r.json'}",
                                 "--gpufabric-allow-uncertified")  # fmt: skip
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"ERROR: gpufabric: cannot write the JSON report {target / 'r.json'}: *"])
+    result.stdout.fnmatch_lines(
+        [f"ERROR: gpufabric: cannot write the JSON report {target / 'r.json'}: *"]
+    )
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR

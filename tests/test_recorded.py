@@ -155,7 +155,9 @@ def test_a_truncated_evidence_file_is_an_error_naming_it(
 def test_a_report_of_schema_2_reads_like_schema_1(tmp_path: Path) -> None:
     v1 = json.loads((RUNS / "2026-11-22-h200x4-A" / "run1.json").read_text())
     run = dict(v1["run"])
-    node = {k: run.pop(k) for k in ("hostname", "gpu_model", "gpu_count", "driver", "torch_version")}
+    node = {
+        k: run.pop(k) for k in ("hostname", "gpu_model", "gpu_count", "driver", "torch_version")
+    }
     v2 = {**v1, "schema": "pytest-gpufabric/2", "run": {**run, "nodes": [{"name": "n0", **node}]}}
     (tmp_path / "v2.json").write_text(json.dumps(v2))
     two = recorded.load(tmp_path)

@@ -83,7 +83,12 @@ def test_more_ranks_than_gpus_is_refused(h200_node: Inventory) -> None:
 
 def test_cpu_node_runs_gloo_without_floors() -> None:
     s = session(CPU_NODE)
-    assert (s.world.profile, s.world.backend, s.world.nranks, s.world.dtype) == (None, "gloo", 2, "float32")
+    assert (s.world.profile, s.world.backend, s.world.nranks, s.world.dtype) == (
+        None,
+        "gloo",
+        2,
+        "float32",
+    )
     case = s.bandwidth_cases()[0]
     reason = s.bandwidth_skip_reason(case)
     assert reason is not None
@@ -120,7 +125,12 @@ def test_floors_are_for_the_profiles_rank_count(h200_node: Inventory) -> None:
 
 def test_cpu_profile_gates_gloo() -> None:
     s = session(CPU_NODE, instance="cpu-gloo-2rank")
-    assert (s.world.backend, s.world.nranks, s.world.dtype, s.world.inventory_problem) == ("gloo", 2, "float32", None)
+    assert (s.world.backend, s.world.nranks, s.world.dtype, s.world.inventory_problem) == (
+        "gloo",
+        2,
+        "float32",
+        None,
+    )
     assert [c.id for c in s.bandwidth_cases()] == ["all_reduce-64KiB", "alltoall-64KiB"]
     assert all(s.bandwidth_skip_reason(c) is None for c in s.bandwidth_cases())
 

@@ -125,8 +125,8 @@ def judge_split(one: Side, split: Side, limit: SplitLimit | None, profile: str |
         f"{transports(one.log)} on one host: {slowdown:.1f}× slower (ratio {ratio:.3f})"
     )
     if limit is None:
-        asked = f"profile {profile}" if profile else "no instance profile"
-        return not_asked(f"{cost}; reported, not judged: {asked} sets no bandwidth.split", props)
+        why = f"profile {profile} sets no bandwidth.split" if profile else "no instance profile"
+        return not_asked(f"{cost}; reported, not judged: {why}", props)
     floor = a.busbw_gbps / limit.max_slowdown
     props += [
         (properties.MAX_SLOWDOWN, limit.max_slowdown),

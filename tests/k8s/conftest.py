@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import k8s_cluster as k
+from k8s import k8s_cluster as k
 
 _state: dict[str, object] = {}
 
@@ -20,7 +20,9 @@ def k8s() -> Iterator[k.Cluster]:
     if why is not None:
         pytest.skip(why)
     if os.environ.get("PYTEST_XDIST_WORKER") and not k.running():
-        pytest.skip("one cluster per machine: start it first or run the Kubernetes tests without -n")
+        pytest.skip(
+            "one cluster per machine: start it first or run the Kubernetes tests without -n"
+        )
     started = False
     if not k.running():
         started = True  # set before starting: a half start is stopped too

@@ -12,6 +12,7 @@ the controller keeps renewing, has passed (lifetime.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ POLL_S = 0.5
 UNSCHEDULABLE_GRACE_S = 20.0  # pods are pinned to a node: waiting rarely helps
 PULL_GRACE_S = 120.0  # ErrImagePull can be a slow registry; BackOff that long is not
 PROBE_TIMEOUT_S = 120.0
+CONTROLLER_GRACE_S = 30.0  # a JobSet or Job controller makes pods within seconds
+JOBSET_CRD = "jobsets.jobset.x-k8s.io"
 WHERE = "--gpufabric-launcher kubernetes"
 
 
@@ -81,6 +84,8 @@ class KubernetesLauncher:
         self._closed = False
         self.startup_s = settings.startup_timeout.value
         self.container = manifests.CONTAINER  # or the name the pod template gives it
+        self.workload, self.workload_reason = "pods", "not chosen yet"
+        self._node_labels: dict[str, dict[str, str]] = {}
 
     # --- the Launcher protocol ---------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class KubernetesLauncher:
     def read_host(self, node: Node, when: str) -> HostFacts | None:
         plan = next(p for p in self.plans if p.node == node.name)
         data = self._exec_json(plan, ["-m", "pytest_gpufabric.evidence.probe", "--host", when])
-        return host_from_json(data, f"pod {plan.name(self.run)} on node {plan.node}")
+        return host_from_json(data, f"pod {plan.pod} on node {plan.node}")
 
     def start(self, spec: PoolSpec) -> KubePool:
         self._ensure_pods()
@@ -128,7 +133,7 @@ class KubernetesLauncher:
     def placement(self) -> dict[str, str]:
         """Which pod on which node holds which ranks (JUnit and JSON facts)."""
         return {
-            plan.name(self.run): f"node {plan.node}, ranks " + ",".join(str(r) for r in plan.ranks)
+            plan.pod: f"node {plan.node}, ranks " + ",".join(str(r) for r in plan.ranks)
             for plan in self.plans
         }
 
@@ -207,70 +212,49 @@ class KubernetesLauncher:
     def _create(self) -> None:
         opts = self.options
         nodes = self._select_nodes()
+        self._node_labels = {
+            n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes
+        }
         gpus = self._gpus_per_pod()
         # CPU pods: the profile's gloo ranks (2 by default) spread over the node's pods.
         cpu_ranks = self.profile.ranks if self.profile is not None else 2
         per_pod = gpus or max(cpu_ranks // opts.pods_per_node, 1)
         rank = 0
         for node in nodes:
-            labels = node["metadata"].get("labels") or {}
             for _ in range(opts.pods_per_node):
+                index = len(self.plans)
                 ranks = tuple(range(rank, rank + per_pod))
                 rank += per_pod
                 self.plans.append(
                     manifests.PodPlan(
-                        len(self.plans),
+                        index,
                         node["metadata"]["name"],
                         ranks,
                         gpus,
-                        labels.get(INSTANCE_LABEL),
+                        manifests.pod_name(self.run, index),
                     )
                 )
-        if opts.workload not in ("auto", "pods"):
-            raise KubeError(
-                f"{WHERE}: {opts.where('k8s-workload')}: {opts.workload} pods are made by "
-                "their controller and cannot be pinned to the chosen nodes one by one yet; "
-                "use --gpufabric-k8s-workload pods (see docs/kubernetes.md)"
-            )
+        self.workload, self.workload_reason = self._choose_workload()
         parent = self.lifetime.begin()
         owners = manifests.owned_by(parent)
         res = manifests.resources_for(self.profile, gpus, opts.pods_per_node)
-        try:
-            self.api.core.create_namespaced_service(
-                self.namespace,
-                manifests.headless_service(self.run, self.namespace)
-                | {
-                    "metadata": {
-                        **manifests.headless_service(self.run, self.namespace)["metadata"],
-                        "ownerReferences": owners,
-                    }
-                },
+        pods = [
+            manifests.rank_pod(
+                self.run, self.namespace, opts, res, plan, len(self.plans), self.template, owners
             )
-            for plan in self.plans:
-                pod = manifests.rank_pod(
-                    self.run,
-                    self.namespace,
-                    opts,
-                    res,
-                    plan,
-                    len(self.plans),
-                    self.template,
-                    owners,
-                )
-                if "image" not in pod["spec"]["containers"][0]:
-                    raise KubeError(
-                        f"{WHERE}: no image for the rank pods: give --gpufabric-k8s-image (an "
-                        "image with torch and pytest-gpufabric, see the Dockerfile) or set one "
-                        "in --gpufabric-k8s-pod-template"
-                    )
-                self.container = pod["spec"]["containers"][0]["name"]
-                self._base_env = {
-                    e["name"]: e["value"]
-                    for e in pod["spec"]["containers"][0]["env"]
-                    if "value" in e
-                }
-                created = self.api.core.create_namespaced_pod(self.namespace, pod)
-                self.pods[plan.name(self.run)] = self.api.client.sanitize_for_serialization(created)
+            for plan in self.plans
+        ]
+        first = pods[0]["spec"]["containers"][0]
+        if "image" not in first:
+            raise KubeError(
+                f"{WHERE}: no image for the rank pods: give --gpufabric-k8s-image (an image with "
+                "torch and pytest-gpufabric, see the Dockerfile) or set one in "
+                "--gpufabric-k8s-pod-template"
+            )
+        self.container = first["name"]
+        self._base_env = {e["name"]: e["value"] for e in first["env"] if "value" in e}
+        try:
+            self._create_workload(pods, owners, [n["metadata"]["name"] for n in nodes])
         except KubeError:
             raise
         except Exception as exc:
@@ -279,10 +263,85 @@ class KubernetesLauncher:
                 f"{self.namespace}: {reason(exc)}"
             ) from None
 
+    def _choose_workload(self) -> tuple[str, str]:
+        """The object that owns the rank pods, and why: what the option asks, or for "auto"
+        the first the cluster offers of JobSet, Indexed Job (>= 1.21) and plain pods."""
+        asked = self.options.workload
+        if asked == "pods":
+            return "pods", "asked for (--gpufabric-k8s-workload)"
+        has_jobset = self._has_jobset()
+        version = self.api.version()
+        if asked == "jobset" and not has_jobset:
+            raise KubeError(
+                f"{WHERE}: --gpufabric-k8s-workload jobset: the JobSet CRD "
+                f"({JOBSET_CRD}) is not installed"
+            )
+        if asked == "indexed-job" and version < (1, 21):
+            raise KubeError(
+                f"{WHERE}: --gpufabric-k8s-workload indexed-job: the API server is "
+                f"{version[0]}.{version[1]}; Indexed Jobs need 1.21 (1.20 silently drops "
+                "completionMode and would run every pod as index-less)"
+            )
+        if asked != "auto":
+            return asked, "asked for (--gpufabric-k8s-workload)"
+        if has_jobset:
+            return "jobset", f"auto: the JobSet CRD is installed ({JOBSET_CRD})"
+        if version >= (1, 21):
+            return "indexed-job", f"auto: no JobSet CRD; API server {version[0]}.{version[1]}"
+        return "pods", (
+            f"auto: no JobSet CRD and API server {version[0]}.{version[1]} has no Indexed Jobs"
+        )
+
+    def _has_jobset(self) -> bool:
+        try:
+            self.api.extensions.read_custom_resource_definition(JOBSET_CRD)
+        except Exception as exc:
+            if getattr(exc, "status", None) in (404, 403):  # absent, or not ours to know
+                return False
+            raise
+        return True
+
+    def _create_workload(
+        self, pods: list[dict[str, Any]], owners: list[dict[str, Any]], nodes: list[str]
+    ) -> None:
+        if self.workload == "jobset":  # the JobSet controller makes its own headless Service
+            body = manifests.jobset(self.run, self.namespace, pods[0], len(pods), nodes, owners)
+            self.api.custom.create_namespaced_custom_object(
+                "jobset.x-k8s.io", "v1alpha2", self.namespace, "jobsets", body
+            )
+            return
+        service = manifests.headless_service(self.run, self.namespace)
+        service["metadata"]["ownerReferences"] = owners
+        self.api.core.create_namespaced_service(self.namespace, service)
+        if self.workload == "indexed-job":
+            body = manifests.indexed_job(
+                self.run, self.namespace, pods[0], len(pods), nodes, owners
+            )
+            self.api.batch.create_namespaced_job(self.namespace, body)
+            return
+        for plan, pod in zip(self.plans, pods, strict=True):
+            created = self.api.core.create_namespaced_pod(self.namespace, pod)
+            self.pods[plan.pod] = self.api.client.sanitize_for_serialization(created)
+
+    def _adopt_made_pods(self, now: dict[str, dict[str, Any]]) -> None:
+        """Pods a controller made (JobSet, Indexed Job): each plan takes the pod of its index
+        and the node the scheduler put it on."""
+        for name, pod in now.items():
+            meta = pod.get("metadata") or {}
+            index = (meta.get("labels") or {}).get(manifests.JOBSET_INDEX) or (
+                meta.get("annotations") or {}
+            ).get(manifests.JOB_INDEX)
+            if index is None or not index.isdigit() or int(index) >= len(self.plans):
+                continue
+            plan = self.plans[int(index)]
+            node = (pod.get("spec") or {}).get("nodeName") or plan.node
+            self.plans[int(index)] = dataclasses.replace(plan, pod=name, node=node)
+            self.pods[name] = pod
+
     def refresh(self) -> dict[str, dict[str, Any]]:
         """The run's pods as the API server has them now (a pod gone is absent)."""
         listed = self.api.core.list_namespaced_pod(
-            self.namespace, label_selector=manifests.selector(self.run)
+            self.namespace, label_selector=manifests.rank_selector(self.run)
         )
         now = {p.metadata.name: self.api.client.sanitize_for_serialization(p) for p in listed.items}
         self.pods = {name: now[name] for name in self.pods if name in now}
@@ -300,12 +359,24 @@ class KubernetesLauncher:
         """Every pod Running within the start-up deadline; a problem that waiting will not
         fix ends the wait at once, one that might (unschedulable, a slow pull) after a grace."""
         deadline = time.monotonic() + self.startup_s
+        began = time.monotonic()
         first_seen: dict[str, float] = {}
         while True:
             now_pods = self.refresh()
+            if self.workload != "pods":
+                self._adopt_made_pods(now_pods)
+                if not now_pods:
+                    if time.monotonic() - began > CONTROLLER_GRACE_S:
+                        raise KubeError(
+                            f"{WHERE}: no pod of {self.workload} {self.run} appeared within "
+                            f"{CONTROLLER_GRACE_S:g} s ({self.workload_reason}): is its "
+                            "controller running? Or use --gpufabric-k8s-workload pods"
+                        )
+                    time.sleep(POLL_S)
+                    continue
             waiting = []
             for plan in self.plans:
-                name = plan.name(self.run)
+                name = plan.pod
                 pod = now_pods.get(name)
                 final = diagnose.final_problem(pod, self.events(name) if pod is None else ())
                 if final is not None or pod is None:
@@ -336,7 +407,7 @@ class KubernetesLauncher:
         return [self.options.python, *args]
 
     def _exec_json(self, plan: manifests.PodPlan, args: Sequence[str]) -> dict[str, Any]:
-        pod = plan.name(self.run)
+        pod = plan.pod
         try:
             code, out, err = run_in_pod(
                 self.api,
@@ -368,14 +439,18 @@ class KubernetesLauncher:
         args = ["-m", "pytest_gpufabric.evidence.probe", *(["--detect"] if detect else [])]
         data = self._exec_json(plan, args)
         try:
-            node = node_from_json(data, f"pod {plan.name(self.run)}")
+            node = node_from_json(data, f"pod {plan.pod}")
         except ValueError as exc:
-            raise KubeError(f"{WHERE}: pod {plan.name(self.run)}: {exc}") from None
+            raise KubeError(f"{WHERE}: pod {plan.pod}: {exc}") from None
+        label = node.label
+        value = self._node_labels.get(node_name, {}).get(INSTANCE_LABEL)
+        if label is None and value:  # the API knows the node's labels; the pod does not
+            label = (value, f"label {INSTANCE_LABEL} of node {node_name} (Kubernetes API)")
         # The run calls a node by its Kubernetes name; the pod's host name is the pod's.
         return Node(
             node_name,
             node.inventory,
-            node.label,
+            label,
             node.dmi_product,
             node.rdma,
             node.rdma_origin,
@@ -425,7 +500,7 @@ class KubePool:
     @property
     def pods(self) -> list[str]:
         """The pod of each rank, by rank."""
-        return [plan.name(self.launcher.run) for plan, _ in self._where]
+        return [plan.pod for plan, _ in self._where]
 
     def start(self) -> None:
         spec, launcher = self.spec, self.launcher
@@ -465,14 +540,14 @@ class KubePool:
                 client = open_exec(
                     launcher.api,
                     launcher.namespace,
-                    plan.name(launcher.run),
+                    plan.pod,
                     self.launcher.container,
                     argv,
                     stdin=True,
                 )
             except Exception as exc:
                 raise KubeError(
-                    f"{WHERE}: pod {plan.name(launcher.run)} on node {plan.node}: "
+                    f"{WHERE}: pod {plan.pod} on node {plan.node}: "
                     f"cannot start rank {rank}: {reason(exc)}"
                 ) from None
             exec_rank = ExecRank(client, out)
@@ -491,7 +566,7 @@ class KubePool:
 
     def _pod_of(self, rank: int) -> tuple[manifests.PodPlan, dict[str, Any] | None]:
         plan = self._where[rank][0]
-        return plan, self.launcher.pods.get(plan.name(self.launcher.run))
+        return plan, self.launcher.pods.get(plan.pod)
 
     def exited(self, rank: int) -> str | None:
         if rank >= len(self._ranks):
@@ -502,7 +577,7 @@ class KubePool:
         plan, _ = self._pod_of(rank)
         with contextlib.suppress(Exception):
             self.launcher.refresh()
-        name = plan.name(self.launcher.run)
+        name = plan.pod
         pod = self.launcher.pods.get(name)
         where = f"pod {name} on node {plan.node}"
         if pod is None:
@@ -512,11 +587,7 @@ class KubePool:
 
     def describe(self, rank: int) -> str:
         plan, pod = self._pod_of(rank)
-        return (
-            f"{diagnose.state(pod)}, rank stream open"
-            if pod
-            else f"pod {plan.name(self.launcher.run)}"
-        )
+        return f"{diagnose.state(pod)}, rank stream open" if pod else f"pod {plan.pod}"
 
     def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
         out = self.spec.directory / f"rank{rank}.out.log"
@@ -535,7 +606,7 @@ class KubePool:
             code, out, _ = run_in_pod(
                 self.launcher.api,
                 self.launcher.namespace,
-                plan.name(self.launcher.run),
+                plan.pod,
                 self.launcher.container,
                 ["cat", remote],
                 30,

@@ -33,9 +33,12 @@ APP = "app.kubernetes.io/name"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN = "gpufabric.dev/run"
 POD_INDEX = "gpufabric.dev/pod-index"
+ROLE = "gpufabric.dev/role"  # "rank" pods; the parent Job's never-placed pod is "parent"
 NAME = "pytest-gpufabric"
 CONTAINER = "gpufabric"
 WORK_DIR = "/var/run/gpufabric"  # an emptyDir: the ranks' NCCL logs, read back by the launcher
+JOBSET_INDEX = "jobset.sigs.k8s.io/job-index"  # label JobSet puts on its pods
+JOB_INDEX = "batch.kubernetes.io/job-completion-index"  # annotation of Indexed Job pods
 PARENT_SCHEDULER = "gpufabric-parent-never-scheduled"
 RENDEZVOUS_PORT = 29400  # PET_MASTER_PORT as Kubeflow Trainer sets it; ours is picked by rank 0
 GPU = "nvidia.com/gpu"
@@ -64,7 +67,12 @@ def run_labels(run: str) -> dict[str, str]:
 
 
 def selector(run: str) -> str:
+    """Every object of the run."""
     return f"{RUN}={run}"
+
+
+def rank_selector(run: str) -> str:
+    return f"{RUN}={run},{ROLE}=rank"
 
 
 def parent_job(run: str, namespace: str, expiry_s: float) -> dict[str, Any]:
@@ -81,7 +89,7 @@ def parent_job(run: str, namespace: str, expiry_s: float) -> dict[str, Any]:
             "activeDeadlineSeconds": math.ceil(expiry_s),
             "ttlSecondsAfterFinished": 0,
             "template": {
-                "metadata": {"labels": run_labels(run)},
+                "metadata": {"labels": {**run_labels(run), ROLE: "parent"}},
                 "spec": {
                     "restartPolicy": "Never",
                     "schedulerName": PARENT_SCHEDULER,  # no such scheduler: never placed
@@ -118,7 +126,7 @@ def headless_service(run: str, namespace: str) -> dict[str, Any]:
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": {RUN: run},
+            "selector": {RUN: run, ROLE: "rank"},
         },
     }
 
@@ -127,14 +135,16 @@ def headless_service(run: str, namespace: str) -> dict[str, Any]:
 class PodPlan:
     """One rank pod: where it goes and which ranks it holds."""
 
-    index: int  # j in <run>-node-<j>-0
-    node: str  # the Kubernetes node it is pinned to
+    index: int  # j in <run>-node-<j>-0 (the JobSet job index, the Job completion index)
+    node: str  # the Kubernetes node it runs on (chosen, or where the scheduler put it)
     ranks: tuple[int, ...]  # global ranks, local rank = position
     gpus: int
-    instance_type: str | None  # the node's label, handed to the probe in the pod
+    pod: str  # its name: ours, or the one JobSet or the Job controller gave it
 
-    def name(self, run: str) -> str:
-        return f"{run}-node-{self.index}-0"
+
+def pod_name(run: str, index: int) -> str:
+    """JobSet's pod host name: <jobset>-<replicatedJob>-<jobIndex>-<podIndex>."""
+    return f"{run}-node-{index}-0"
 
 
 @dataclass(frozen=True)
@@ -188,8 +198,6 @@ def rank_container(
         _env("PET_MASTER_ADDR", f"{run}-node-0-0.{run}"),
         _env("PET_MASTER_PORT", str(RENDEZVOUS_PORT)),
     ]
-    if plan.instance_type:
-        env.append(_env("GPUFABRIC_NODE_INSTANCE_TYPE", plan.instance_type))
     container: dict[str, Any] = {
         "name": CONTAINER,
         "command": [options.python, "-c", HOLD],
@@ -221,7 +229,7 @@ def rank_pod(
     not need to set; see :func:`merge_pod`)."""
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "hostname": plan.name(run),
+        "hostname": plan.pod,
         "subdomain": run,
         "automountServiceAccountToken": False,  # ranks never talk to the API server
         "enableServiceLinks": False,
@@ -251,12 +259,12 @@ def rank_pod(
         spec["serviceAccountName"] = options.service_account
     if options.priority_class:
         spec["priorityClassName"] = options.priority_class
-    labels = {**run_labels(run), POD_INDEX: str(plan.index)}
+    labels = {**run_labels(run), ROLE: "rank", POD_INDEX: str(plan.index)}
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": plan.name(run),
+            "name": plan.pod,
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [dict(o) for o in owners],
@@ -359,7 +367,7 @@ def jobset(
     """The run as a JobSet (jobset.x-k8s.io/v1alpha2): one replicated Job "node" with a Job
     per pod, the headless Service made by the JobSet controller (``network.subdomain``),
     pods spread one per node by JobSet's exclusive placement when there is one pod per node."""
-    template = _pod_template(pod, nodes)
+    template = _pod_template(pod, nodes, f"metadata.labels['{JOBSET_INDEX}']")
     pods_per_node = max(npods // max(len(nodes), 1), 1)
     annotations = (
         {"alpha.jobset.sigs.k8s.io/exclusive-topology": "kubernetes.io/hostname"}
@@ -373,7 +381,7 @@ def jobset(
             "name": run,
             "namespace": namespace,
             "labels": run_labels(run),
-            "annotations": annotations,
+            **({"annotations": annotations} if annotations else {}),
             "ownerReferences": [dict(o) for o in owners],
         },
         "spec": {
@@ -413,8 +421,17 @@ def indexed_job(
 ) -> dict[str, Any]:
     """The run as an Indexed Job (Kubernetes >= 1.21): pod j has completion index j and
     hostname ``<run>-<j>``; the headless Service is made separately."""
-    template = _pod_template(pod, nodes)
+    template = _pod_template(pod, nodes, f"metadata.annotations['{JOB_INDEX}']")
     template["spec"]["subdomain"] = run
+    if npods <= len(nodes):  # one pod per node, as JobSet's exclusive placement does
+        template["spec"]["affinity"]["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {RUN: run, ROLE: "rank"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -435,8 +452,9 @@ def indexed_job(
     }
 
 
-def _pod_template(pod: Mapping[str, Any], nodes: Sequence[str]) -> dict[str, Any]:
-    """A rank pod as a template: no per-pod name, hostname or owner; the chosen nodes."""
+def _pod_template(pod: Mapping[str, Any], nodes: Sequence[str], index_field: str) -> dict[str, Any]:
+    """A rank pod as a template: no per-pod name, hostname or owner; the chosen nodes; its
+    index (PET_NODE_RANK) read from what the controller writes on each pod."""
     template = {
         "metadata": {"labels": copy.deepcopy(pod["metadata"]["labels"])},
         "spec": copy.deepcopy(pod["spec"]),
@@ -444,10 +462,20 @@ def _pod_template(pod: Mapping[str, Any], nodes: Sequence[str]) -> dict[str, Any
     template["metadata"]["labels"].pop(POD_INDEX, None)
     for key in ("hostname", "subdomain"):
         template["spec"].pop(key, None)
-    for term in template["spec"]["affinity"]["nodeAffinity"][
+    # A node-name selector takes one value per term (the API server says so), and terms are
+    # ORed: one term per chosen node, each with the rest of its term (the user's) kept.
+    required = template["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
-    ]["nodeSelectorTerms"]:
-        for field in term.get("matchFields") or []:
-            if field["key"] == "metadata.name":
-                field["values"] = list(nodes)
+    ]
+    terms = []
+    for term in required["nodeSelectorTerms"]:
+        others = [f for f in term.get("matchFields") or [] if f["key"] != "metadata.name"]
+        for node in nodes:
+            name = {"key": "metadata.name", "operator": "In", "values": [node]}
+            terms.append({**term, "matchFields": [*others, name]})
+    required["nodeSelectorTerms"] = terms
+    for container in template["spec"]["containers"][:1]:
+        for i, env in enumerate(container.get("env") or []):
+            if env.get("name") == "PET_NODE_RANK":
+                container["env"][i] = _field("PET_NODE_RANK", index_field)
     return template

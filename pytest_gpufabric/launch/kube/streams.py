@@ -93,6 +93,15 @@ def exit_code(status: bytes | str | None) -> int | None:
     return None
 
 
+def failure(status: bytes | str) -> str:
+    """The message of an exec stream's Failure status (e.g. the command does not exist)."""
+    try:
+        data = json.loads(status)
+    except ValueError:
+        return str(status)[:300]
+    return str(data.get("message") or data.get("reason") or "failed")
+
+
 class ExecRank:
     """One rank's exec stream relayed to a local socket: ``sock`` goes to the rank server.
     The rank's stderr (its own output) is written to ``out_path``."""
@@ -141,6 +150,8 @@ class ExecRank:
         status = self.client._channels.pop(ERROR, None)
         if status:
             self.code = exit_code(status)
+            if self.code is None:
+                self.ended = f"could not start: {failure(status)}"
 
     def _finish(self) -> None:
         if self.ended is None:

@@ -204,3 +204,9 @@ def test_parent_job_never_places_its_pod_and_expires() -> None:
         "publishNotReadyAddresses": True,
         "selector": {manifests.RUN: "gpufabric-abc123", manifests.ROLE: "rank"},
     }
+
+
+def test_of_a_jobset_with_a_driver_the_gpu_workers_are_the_template() -> None:
+    template = load(PODSPECS / "jobset-p5.yaml", "--gpufabric-k8s-pod-template")
+    assert [c["name"] for c in template["spec"]["containers"]] == ["pytorch"]
+    assert template["spec"]["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}

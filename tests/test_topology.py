@@ -287,3 +287,61 @@ def test_real_gloo_ranks_compare_two_pools_and_the_bundle_replays_alike(
         # replay recomputes from the recorded times (4 decimals of a ms)
         assert replayed[nodeid]["split_ratio"] == pytest.approx(props["split_ratio"], rel=1e-3)
         assert props["transport"] == "gloo (TCP; NCCL_HOSTID does not apply)"
+
+
+# --- the real 2×H200 bundle (tests/data/runs/2026-11-29-h200x2-split), replayed ----------------
+
+BUNDLE = Path(__file__).parent / "data" / "runs" / "2026-11-29-h200x2-split"
+SMOKE = REPO / "validation" / "profiles-smoke"
+STRICT = """\
+name: h200-2gpu-split-strict
+extends: h200-2gpu-smoke
+bandwidth:
+  split:
+    source: test limit, below what NET/Socket can reach on this host
+    max_slowdown: 50
+"""
+
+
+def replay_bundle(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(
+        str(TOPOLOGY), "-p", "no:cacheprovider", f"--gpufabric-replay={BUNDLE}",
+        f"--gpufabric-thresholds={SMOKE}", "--gpufabric-allow-uncertified", *args,
+    )  # fmt: skip
+
+
+def test_the_2xh200_bundle_replays_as_it_was_judged_live(pytester: pytest.Pytester) -> None:
+    result = replay_bundle(pytester, "--gpufabric-instance=h200-2gpu-smoke", "-rA")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["PASSED  split all_reduce 1GiB * busbw      3.6 GB/s  floor *0.328"]
+    )
+
+
+def test_a_stricter_profile_fails_the_2xh200_bundle_on_its_real_logs(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    (tmp_path / "h200-2gpu-split-strict.yaml").write_text(STRICT)
+    result = replay_bundle(
+        pytester,
+        f"--gpufabric-thresholds={tmp_path}",
+        "--gpufabric-instance=h200-2gpu-split-strict",
+    )
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "all_reduce 1GiB (bfloat16, 2 ranks): split into 2 NCCL hosts (one per rank, as one "
+            "pod per GPU), busbw 3.6 GB/s over NET/Socket×4 against 328.1 GB/s over P2P/CUMEM×48 "
+            "on one host: 90.6× slower (ratio 0.011), more than the 50× the profile allows",
+            '  evidence: one host: rank * channel 0: "Channel 00/0 : * via P2P/CUMEM" '
+            f"({BUNDLE / 'default'}/rank*.nccl.log:*)",
+            "  evidence: one host: rank *: NCCL reports nNodes 1, localRanks 2 (*)",
+            '  evidence: split: rank * channel 0: "Channel 00/0 : * via NET/Socket/0" '
+            f"({BUNDLE / 'split'}/rank*.nccl.log:*)",
+            "  evidence: split: rank *: NCCL reports nNodes 2, localRanks 1 (*)",
+            '  evidence: split: "NCCL_HOSTID set by environment to gpufabric-node*" (*)',
+            f"  evidence: measured: recorded in pytest-gpufabric report: {BUNDLE}/report.json *",
+            "  expected: busbw split >= busbw on one host / 50 = 6.6 GB/s (*; source: test limit, "
+            "below what NET/Socket can reach on this host)",
+        ]
+    )

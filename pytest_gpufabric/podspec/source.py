@@ -9,6 +9,7 @@ the file a finding is about. Nothing is converted to Python objects, so a quanti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -91,6 +92,14 @@ class Y:
             and node.tag == _BOOL
             and str(node.value).lower() in ("true", "yes", "on")
         )
+
+    def value(self) -> Any:
+        """The node as Python data (dicts, lists, scalars), as yaml.safe_load gives it."""
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_document(self.node)
+        finally:
+            loader.dispose()
 
     def text_of(self, key: str) -> str | None:
         value = self.get(key)

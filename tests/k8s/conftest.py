@@ -11,10 +11,8 @@ import pytest
 
 from k8s import k8s_cluster as k
 
-_state: dict[str, object] = {}
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped as soon as these tests are done
 def k8s() -> Iterator[k.Cluster]:
     why = k.missing()
     if why is not None:

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from k8s import k8s_cluster as k
 
@@ -246,16 +247,15 @@ def test_a_sigkilled_controller_leaves_nothing_after_the_expiry(
     print(f"objects gone {gone_after:.1f} s after the controller's SIGKILL (expiry 10 s)")
 
 
-def _apply_rbac(namespace: str) -> None:
+def _apply_rbac(k8s: k.Cluster, namespace: str) -> None:
     """deploy/rbac.yaml as users apply it, in the test's namespace."""
+    from kubernetes import utils
+
     text = (k.REPO / "deploy" / "rbac.yaml").read_text()
     text = text.replace("gpufabric-nodes-gpufabric", f"gpufabric-nodes-{namespace}")
     text = text.replace("namespace: gpufabric", f"namespace: {namespace}")
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(k.KUBECONFIG), "apply", "-f", "-"],
-        input=text, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    for doc in yaml.safe_load_all(text):
+        utils.create_from_dict(k8s.api.client, doc)  # type: ignore[no-untyped-call]
 
 
 def _mount(name: str, path: Path | str, ro: bool = True) -> dict[str, object]:
@@ -271,7 +271,7 @@ def test_gate_runs_from_a_controller_pod_inside_the_cluster(
 ) -> None:
     """The controller as a CronJob or CI job pod runs it: in a pod, with the ServiceAccount
     of deploy/rbac.yaml and nothing else; its ranks run in pods of their own."""
-    _apply_rbac(namespace)
+    _apply_rbac(k8s, namespace)
     out = tmp_path / "out"
     out.mkdir()
     python = str(k.VENV / "bin" / "python")

@@ -307,6 +307,22 @@ class Fabric:
         log = self.pool(plan).nccl_log() if self.session.world.backend == "nccl" else None
         return Side(plan.name, plan.describe(), measured, log)
 
+    def check_pod_spec(self) -> None:
+        """The training pod spec (--gpufabric-podspec, or the kubernetes launcher's pod
+        template) fits the instance profile; see podspec/ and docs/podspec.md."""
+        __tracebackhide__ = True
+        from .podspec.judge import judge_podspec
+
+        self._claim("podspec")
+        session = self.session
+        path = session.settings.podspec.value
+        k8s_template = session.settings.k8s.get("k8s-pod-template")
+        if path is None and k8s_template is not None and k8s_template.value:
+            path = Path(k8s_template.value)
+        if path is None:
+            self._skip("no pod spec to lint (--gpufabric-podspec FILE)", Skip.NOT_ASKED)
+        self._settle(judge_podspec(path, session.world.profile))
+
 
 def _fail(message: str) -> NoReturn:
     __tracebackhide__ = True

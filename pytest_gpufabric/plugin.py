@@ -173,12 +173,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     auto = dataclasses.replace(settings, instance=Setting("auto", "--gpufabric-list"))
     config.stash[SETTINGS_KEY] = settings
     name = settings.launcher.value
+    launcher = None
     try:
         launcher = config.hook.pytest_gpufabric_make_launcher(config=config, name=name)
         nodes = launcher.nodes(detect=True) if launcher is not None else []
     except (SettingError, ValueError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return int(pytest.ExitCode.USAGE_ERROR)
+    finally:
+        if launcher is not None:
+            launcher.close()  # the kubernetes launcher read the nodes in pods of its own
     if launcher is None:
         print(f"ERROR: --gpufabric-launcher: unknown launcher {name!r}", file=sys.stderr)
         return int(pytest.ExitCode.USAGE_ERROR)

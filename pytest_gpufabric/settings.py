@@ -117,6 +117,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "(and its -J JSON), or a --gpufabric-artifacts bundle; files are recognised by content",
     ),
     OptionSpec(
+        "podspec",
+        "FILE",
+        "A training pod spec (Pod, Job, JobSet, Deployment, kubectl get -o yaml) to lint "
+        "against the run's profile (suites/test_podspec.py). Default: the kubernetes "
+        "launcher's --gpufabric-k8s-pod-template",
+    ),
+    OptionSpec(
         "thresholds",
         "PATH",
         "Extra profile file or directory; a profile here replaces the shipped one of the same "
@@ -156,8 +163,7 @@ K8S_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "k8s-pods-per-node",
         "N",
-        "Rank pods per node; more than 1 splits a node as jobs with one GPU per pod do. "
-        "Default: 1",
+        "Rank pods per node; more than 1 splits a node as jobs with one GPU per pod do. Default: 1",
         default="1",
     ),
     OptionSpec(
@@ -191,8 +197,7 @@ K8S_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "k8s-python",
         "COMMAND",
-        "The Python interpreter in the image that has torch and pytest-gpufabric. Default: "
-        "python3",
+        "The Python interpreter in the image that has torch and pytest-gpufabric. Default: python3",
         default="python3",
     ),
     OptionSpec(
@@ -236,6 +241,7 @@ class Settings:
     json: Setting[Path | None]
     thresholds: Setting[tuple[Path, ...]]
     replay: Setting[Path | None]
+    podspec: Setting[Path | None] = Setting(None, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -427,6 +433,7 @@ def resolve(
         json=path("json"),
         thresholds=thresholds,
         replay=replay,
+        podspec=path("podspec"),
     )
 
 
@@ -441,6 +448,12 @@ def check_paths(settings: Settings) -> None:
             raise SettingError(f"{where}: no profile (*.yaml file) in this directory")
         if not overlay.is_dir() and not overlay.is_file():
             raise SettingError(f"{where}: not a regular file or a directory")
+    podspec = settings.podspec
+    if podspec.value is not None and not podspec.value.is_file():
+        problem = "not a regular file" if podspec.value.exists() else "no such file"
+        raise SettingError(
+            f"--gpufabric-podspec: {podspec.value} (from {podspec.source}): {problem}"
+        )
     replay = settings.replay
     if replay.value is not None and not replay.value.is_dir():
         problem = "not a directory" if replay.value.exists() else "no such directory"

@@ -66,6 +66,7 @@ def test_schema_keys_are_the_loaders_keys(schema: dict[str, Any]) -> None:
     assert set(bandwidth) == set(profiles.BANDWIDTH_KEYS)
     for kind, keys in profiles.RUN_KEYS.items():
         assert _keys(bandwidth[kind], schema) == set(keys), kind
+    assert _keys(bandwidth["split"], schema) == set(profiles.SPLIT_KEYS)
     entry = next(o for o in schema["$defs"]["floorEntry"]["oneOf"] if o.get("type") == "object")
     assert set(entry["properties"]) == set(profiles.FLOOR_KEYS)
     collectives = set(schema["$defs"]["floors"]["properties"])

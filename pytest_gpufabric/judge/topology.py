@@ -93,7 +93,8 @@ def _evidence(side: Side, label: str) -> list[str]:
 def _timing(one: Side, split: Side) -> str:
     a, b = one.measured, split.measured
     if a.recorded or b.recorded:
-        return f"recorded in {a.recorded or one.run} and {b.recorded or split.run}"
+        where = {a.recorded or one.run, b.recorded or split.run}  # one test holds both
+        return f"recorded in {' and '.join(sorted(where))}"
     return (f"{a.time_ms:.3f} ms on one host, {b.time_ms:.3f} ms split; median of {b.iters} "
             f"iterations after {b.warmup} warm-up, slowest rank")  # fmt: skip
 

@@ -126,10 +126,14 @@ class FabricSession:
                 )
         if case.run != DEFAULT and world.backend != "nccl":
             return f"{case.run} is an NCCL isolation run; this run uses {world.backend}"
-        if world.nranks != profile.ranks:
+        # The floors hold for profile.ranks ranks on each machine the run spans (one host
+        # split into NCCL nodes by NCCL_HOSTID or into pods is still one machine).
+        machines = max(len(world.nodes), 1)
+        if world.nranks != profile.ranks * machines:
             source = "(recorded)" if self.replay_of else f"(from {self.settings.nprocs.source})"
+            per = f" on each of {machines} nodes" if machines > 1 else ""
             return (
-                f"the floors of {profile.name} are for {profile.ranks} ranks; "
+                f"the floors of {profile.name} are for {profile.ranks} ranks{per}; "
                 f"this run has {world.nranks} {source}"
             )
         return None

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,15 +248,23 @@ def test_a_sigkilled_controller_leaves_nothing_after_the_expiry(
     print(f"objects gone {gone_after:.1f} s after the controller's SIGKILL (expiry 10 s)")
 
 
-def _apply_rbac(k8s: k.Cluster, namespace: str) -> None:
-    """deploy/rbac.yaml as users apply it, in the test's namespace."""
-    from kubernetes import utils
+def _apply_rbac(k8s: k.Cluster, namespace: str) -> Callable[[], None]:
+    """deploy/rbac.yaml as users apply it, in the test's namespace; returns what removes its
+    cluster-wide objects again (the namespaced ones go with the namespace)."""
+    from kubernetes import client, utils
 
     text = (k.REPO / "deploy" / "rbac.yaml").read_text()
     text = text.replace("gpufabric-nodes-gpufabric", f"gpufabric-nodes-{namespace}")
     text = text.replace("namespace: gpufabric", f"namespace: {namespace}")
     for doc in yaml.safe_load_all(text):
         utils.create_from_dict(k8s.api.client, doc)  # type: ignore[no-untyped-call]
+    rbac = client.RbacAuthorizationV1Api(k8s.api.client)
+
+    def remove() -> None:
+        rbac.delete_cluster_role_binding(f"gpufabric-nodes-{namespace}")
+        rbac.delete_cluster_role("gpufabric-nodes")
+
+    return remove
 
 
 def _mount(name: str, path: Path | str, ro: bool = True) -> dict[str, object]:
@@ -271,7 +280,14 @@ def test_gate_runs_from_a_controller_pod_inside_the_cluster(
 ) -> None:
     """The controller as a CronJob or CI job pod runs it: in a pod, with the ServiceAccount
     of deploy/rbac.yaml and nothing else; its ranks run in pods of their own."""
-    _apply_rbac(k8s, namespace)
+    remove_rbac = _apply_rbac(k8s, namespace)
+    try:
+        _run_controller_pod(k8s, namespace, template, tmp_path)
+    finally:
+        remove_rbac()
+
+
+def _run_controller_pod(k8s: k.Cluster, namespace: str, template: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     python = str(k.VENV / "bin" / "python")

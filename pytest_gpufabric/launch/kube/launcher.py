@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -129,6 +130,8 @@ class KubernetesLauncher:
             return
         self._closed = True
         self.lifetime.end(keep=self.options.keep)
+        for problem in self.lifetime.problems:  # after pytest's reports: stderr, one line each
+            print(f"gpufabric: kubernetes clean-up of run {self.run}: {problem}", file=sys.stderr)
 
     def placement(self) -> dict[str, str]:
         """Which pod on which node holds which ranks (JUnit and JSON facts)."""
@@ -306,6 +309,7 @@ class KubernetesLauncher:
     ) -> None:
         if self.workload == "jobset":  # the JobSet controller makes its own headless Service
             body = manifests.jobset(self.run, self.namespace, pods[0], len(pods), nodes, owners)
+            self.lifetime.owns_jobset(self.run)
             self.api.custom.create_namespaced_custom_object(
                 "jobset.x-k8s.io", "v1alpha2", self.namespace, "jobsets", body
             )
@@ -317,6 +321,7 @@ class KubernetesLauncher:
             body = manifests.indexed_job(
                 self.run, self.namespace, pods[0], len(pods), nodes, owners
             )
+            self.lifetime.owns_job(body["metadata"]["name"])
             self.api.batch.create_namespaced_job(self.namespace, body)
             return
         for plan, pod in zip(self.plans, pods, strict=True):

@@ -35,6 +35,8 @@ class Lifetime:
         self._renewer: threading.Thread | None = None
         self._previous_sigterm: Any = None
         self.problems: list[str] = []  # what the clean-up could not do
+        self._workloads: list[Callable[[], object]] = []  # deletions of a JobSet, a Job
+        self._jobset = False
 
     def begin(self) -> dict[str, Any]:
         """Create the parent and keep it alive; SIGTERM now unwinds like Ctrl-C."""
@@ -74,15 +76,18 @@ class Lifetime:
             return
         core, batch = self.api.core, self.api.batch
         label = manifests.selector(self.run)
-        steps: tuple[Callable[[], object], ...] = (
+        # The parent first: its Job controller then no longer re-creates its pod, and nothing
+        # waits on the garbage collector (which can stall for a minute after a CRD is gone).
+        steps: list[Callable[[], object]] = [
+            lambda: batch.delete_namespaced_job(
+                self.run, self.namespace, propagation_policy="Background"
+            ),
+            *self._workloads,
             lambda: core.delete_collection_namespaced_pod(
                 self.namespace, label_selector=label, grace_period_seconds=1
             ),
             lambda: core.delete_namespaced_service(self.run, self.namespace),
-            lambda: batch.delete_namespaced_job(
-                self.run, self.namespace, propagation_policy="Background"
-            ),
-        )
+        ]
         for step in steps:
             try:
                 step()
@@ -101,6 +106,22 @@ class Lifetime:
             time.sleep(0.5)
         self.problems.append(f"still there after {GONE_TIMEOUT_S:g} s: {', '.join(left)}")
 
+    def owns_jobset(self, name: str) -> None:
+        self._jobset = True
+        self._workloads.append(
+            lambda: self.api.custom.delete_namespaced_custom_object(
+                "jobset.x-k8s.io", "v1alpha2", self.namespace, "jobsets", name,
+                propagation_policy="Background",
+            )
+        )  # fmt: skip
+
+    def owns_job(self, name: str) -> None:
+        self._workloads.append(
+            lambda: self.api.batch.delete_namespaced_job(
+                name, self.namespace, propagation_policy="Background"
+            )
+        )
+
     def leftovers(self) -> list[str]:
         """The run's objects that still exist, as kind/name."""
         label = manifests.selector(self.run)
@@ -118,4 +139,9 @@ class Lifetime:
             f"job/{j.metadata.name}"
             for j in self.api.batch.list_namespaced_job(self.namespace, label_selector=label).items
         ]
+        if self._jobset:
+            listed = self.api.custom.list_namespaced_custom_object(
+                "jobset.x-k8s.io", "v1alpha2", self.namespace, "jobsets", label_selector=label
+            )
+            found += [f"jobset/{j['metadata']['name']}" for j in listed.get("items", [])]
         return found

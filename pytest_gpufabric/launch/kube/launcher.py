@@ -55,7 +55,7 @@ class KubeError(SettingError):
 class KubernetesLauncher:
     name = "kubernetes"
 
-    def __init__(self, settings: Settings, profile: Profile | None, api: Api | None = None) -> None:
+    def __init__(self, settings: Settings, profile: Profile | None) -> None:
         for option, setting in (
             ("nprocs", settings.nprocs),
             ("emulate-nodes", settings.emulate_nodes),
@@ -73,7 +73,7 @@ class KubernetesLauncher:
             if self.options.pod_template is not None
             else None
         )
-        self.api = api or connect()
+        self.api: Api = connect()
         self.namespace = self.options.namespace or self.api.namespace
         self.run = manifests.new_run_name()
         self.lifetime = Lifetime(self.api, self.namespace, self.run, self.options.expiry_s)
@@ -134,7 +134,7 @@ class KubernetesLauncher:
             print(f"gpufabric: kubernetes clean-up of run {self.run}: {problem}", file=sys.stderr)
 
     def placement(self) -> dict[str, str]:
-        """Which pod on which node holds which ranks (JUnit and JSON facts)."""
+        """Which pod on which node holds which ranks (each pool's pool.json)."""
         return {
             plan.pod: f"node {plan.node}, ranks " + ",".join(str(r) for r in plan.ranks)
             for plan in self.plans

@@ -219,7 +219,7 @@ def test_ctrl_c_and_sigterm_delete_everything(
     run = _start_and_hold(pytester, namespace, template)
     try:
         run.send_signal(sig)
-        out, _ = run.communicate(timeout=90)
+        out, _ = run.communicate(timeout=240)
     finally:
         if run.poll() is None:
             run.kill()
@@ -242,7 +242,7 @@ def test_a_sigkilled_controller_leaves_nothing_after_the_expiry(
     while k.worker_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert k.worker_processes() == []
-    left = k8s.wait_empty(namespace, 90)
+    left = k8s.wait_empty(namespace, 240)
     gone_after = time.monotonic() - killed
     assert left == [], f"still there {gone_after:.0f} s after SIGKILL: {left}"
     print(f"objects gone {gone_after:.1f} s after the controller's SIGKILL (expiry 10 s)")

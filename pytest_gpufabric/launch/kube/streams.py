@@ -134,8 +134,8 @@ class ExecRank:
                         break  # the controller dropped the rank
                     self.client.write_stdin(data)
             self._drain()
-        except (OSError, ValueError) as exc:
-            self.ended = f"its exec stream broke: {exc}"
+        except Exception as exc:  # socket and websocket errors alike: the rank is cut off
+            self.ended = f"its exec stream broke: {type(exc).__name__}: {exc}"
         finally:
             self._finish()
 

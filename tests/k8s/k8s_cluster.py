@@ -55,9 +55,18 @@ def running() -> bool:
     return True
 
 
+SHIM = Path(__file__).with_name("shim")  # ctr without a SIGPIPE race (shim/ctr says why)
+
+
+def script_env(**env: str) -> dict[str, str]:
+    """The environment of the recipe's scripts."""
+    path = f"{SHIM}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "K8S_HOME": str(K8S_HOME), "PATH": path, **env}
+
+
 def script(name: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(RECIPE / name)], env={**os.environ, "K8S_HOME": str(K8S_HOME), **env},
+        [str(RECIPE / name)], env=script_env(**env),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 

@@ -4,7 +4,6 @@ it again; the ranks run in a pod on each node and meet over the pod network."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ PROFILES = k.REPO / "tests" / "data" / "profiles"
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "K8S_HOME": str(k.K8S_HOME), "SHARED_K8S": str(k.RECIPE)}
+    env = k.script_env(SHARED_K8S=str(k.RECIPE))
     return subprocess.run([str(SCRIPTS / name), *args], env=env, capture_output=True, text=True,
                           timeout=300, check=False)  # fmt: skip
 

@@ -80,19 +80,22 @@ class Lifetime:
         label = manifests.selector(self.run)
         # The parent first: its Job controller then no longer re-creates its pod, and nothing
         # waits on the garbage collector (which can stall for a minute after a CRD is gone).
+        # Unparsed answers (_preload_content=False): an API server older than the client
+        # answers some deletions with a Status the client's typed models reject.
+        raw = {"_preload_content": False}
         steps: list[Callable[[], object]] = [
             lambda: batch.delete_namespaced_job(
-                self.run, self.namespace, propagation_policy="Background"
+                self.run, self.namespace, propagation_policy="Background", **raw
             ),
             *self._workloads,
             lambda: core.delete_collection_namespaced_pod(
-                self.namespace, label_selector=label, grace_period_seconds=1
+                self.namespace, label_selector=label, grace_period_seconds=1, **raw
             ),
-            lambda: core.delete_namespaced_service(self.run, self.namespace),
+            lambda: core.delete_namespaced_service(self.run, self.namespace, **raw),
         ]
         for step in steps:
             try:
-                step()
+                _release(step())
             except Exception as exc:
                 if getattr(exc, "status", None) != 404:
                     self.problems.append(reason(exc))
@@ -113,14 +116,14 @@ class Lifetime:
         self._workloads.append(
             lambda: self.api.custom.delete_namespaced_custom_object(
                 "jobset.x-k8s.io", "v1alpha2", self.namespace, "jobsets", name,
-                propagation_policy="Background",
+                propagation_policy="Background", _preload_content=False,
             )
         )  # fmt: skip
 
     def owns_job(self, name: str) -> None:
         self._workloads.append(
             lambda: self.api.batch.delete_namespaced_job(
-                name, self.namespace, propagation_policy="Background"
+                name, self.namespace, propagation_policy="Background", _preload_content=False
             )
         )
 
@@ -147,3 +150,10 @@ class Lifetime:
             )
             found += [f"jobset/{j['metadata']['name']}" for j in listed.get("items", [])]
         return found
+
+
+def _release(response: object) -> None:
+    """Give an unread answer's connection back to the pool."""
+    release = getattr(response, "release_conn", None)
+    if callable(release):
+        release()

@@ -244,7 +244,10 @@ def test_a_sigkilled_controller_leaves_nothing_after_the_expiry(
     assert k.worker_processes() == []
     left = k8s.wait_empty(namespace, 240)
     gone_after = time.monotonic() - killed
-    assert left == [], f"still there {gone_after:.0f} s after SIGKILL: {left}"
+    jobs = [(j.metadata.name, j.spec.active_deadline_seconds, j.status.start_time,
+             [(c.type, c.reason) for c in j.status.conditions or []])
+            for j in k8s.api.batch.list_namespaced_job(namespace).items]  # fmt: skip
+    assert left == [], f"still there {gone_after:.0f} s after SIGKILL: {left}; jobs: {jobs}"
     print(f"objects gone {gone_after:.1f} s after the controller's SIGKILL (expiry 10 s)")
 
 

@@ -75,13 +75,15 @@ def rank_selector(run: str) -> str:
     return f"{RUN}={run},{ROLE}=rank"
 
 
-def parent_job(run: str, namespace: str, expiry_s: float) -> dict[str, Any]:
+def parent_job(
+    run: str, namespace: str, expiry_s: float, name: str | None = None
+) -> dict[str, Any]:
     """The run's parent: a Job whose pod is never scheduled and that fails (then is deleted,
     with all it owns) when its deadline passes; the controller renews the deadline."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": run, "namespace": namespace, "labels": run_labels(run)},
+        "metadata": {"name": name or run, "namespace": namespace, "labels": run_labels(run)},
         "spec": {
             "parallelism": 1,
             "completions": 1,

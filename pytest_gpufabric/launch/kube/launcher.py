@@ -400,7 +400,7 @@ class KubernetesLauncher:
 
     # --- in the pods -----------------------------------------------------------------------
 
-    def exec_argv(self, plan: manifests.PodPlan, args: Sequence[str]) -> list[str]:
+    def exec_argv(self, args: Sequence[str]) -> list[str]:
         return [self.options.python, *args]
 
     def _exec_json(self, plan: manifests.PodPlan, args: Sequence[str]) -> dict[str, Any]:
@@ -411,7 +411,7 @@ class KubernetesLauncher:
                 self.namespace,
                 pod,
                 self.container,
-                self.exec_argv(plan, args),
+                self.exec_argv(args),
                 PROBE_TIMEOUT_S,
             )
         except Exception as exc:

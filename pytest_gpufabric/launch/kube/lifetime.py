@@ -36,7 +36,6 @@ class Lifetime:
         self.run = run
         self.expiry_s = expiry_s
         self.parent: dict[str, Any] | None = None
-        self._began = 0.0
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._previous_sigterm: Any = None
@@ -51,7 +50,6 @@ class Lifetime:
         body = manifests.parent_job(self.run, self.namespace, self.expiry_s)
         created = self.api.batch.create_namespaced_job(self.namespace, body)
         self.parent = dict(self.api.client.sanitize_for_serialization(created))
-        self._began = time.monotonic()
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="gpufabric-lease")
         self._renewer.start()
         return self.parent
@@ -155,11 +153,7 @@ class Lifetime:
                 name, self.namespace, patch, _preload_content=False
             ))
         )  # fmt: skip
-        self._workloads.append(
-            lambda: self.api.batch.delete_namespaced_job(
-                name, self.namespace, propagation_policy="Background", _preload_content=False
-            )
-        )
+        # Its deletion is the run's: every Job with the run's label goes in end().
 
     def leftovers(self) -> list[str]:
         """The run's objects that still exist, as kind/name."""

@@ -80,7 +80,7 @@ class KubePool:
             argv = [
                 "env",
                 *assigned,
-                *launcher.exec_argv(plan, ["-m", "pytest_gpufabric.rank.worker"]),
+                *launcher.exec_argv(["-m", "pytest_gpufabric.rank.worker"]),
             ]
             out = spec.directory / f"rank{rank}.out.log"
             try:

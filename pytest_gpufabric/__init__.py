@@ -14,19 +14,20 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:
     from .fabric import Fabric
     from .judge.judgement import GpufabricWarning
-    from .session.cases import SPLIT_COLLECTIVES, BandwidthCase, CorrectnessCase
+    from .session.cases import SPLIT_COLLECTIVES, BandwidthCase, CorrectnessCase, LatencyCase
 
 _LAZY = {
     "Fabric": ("fabric", "Fabric"),
     "BandwidthCase": ("session.cases", "BandwidthCase"),
     "CorrectnessCase": ("session.cases", "CorrectnessCase"),
+    "LatencyCase": ("session.cases", "LatencyCase"),
     "GpufabricWarning": ("judge.judgement", "GpufabricWarning"),
     "SPLIT_COLLECTIVES": ("session.cases", "SPLIT_COLLECTIVES"),
 }
 
 __all__ = [
     "SPLIT_COLLECTIVES", "BandwidthCase", "CorrectnessCase", "Fabric", "GpufabricWarning",
-    "__version__",
+    "LatencyCase", "__version__",
 ]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import pytest
 from .collectives import Collective
 from .evidence.nccl_log import NcclLog
 from .judge import properties
-from .judge.bandwidth import judge_busbw, judge_correctness
+from .judge.bandwidth import judge_busbw, judge_correctness, judge_latency
 from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
 from .judge.host import per_node
 from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
@@ -26,11 +26,20 @@ from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import HostExpectations, NcclExpectations
 from .runs import SPLIT
-from .session.cases import BandwidthCase, CorrectnessCase, bandwidth_key, split_case
+from .session.cases import (
+    LATENCY_ITERS,
+    BandwidthCase,
+    CorrectnessCase,
+    LatencyCase,
+    bandwidth_key,
+    split_case,
+    timing_method,
+)
 from .session.plans import RunPlan, split_plan
 from .session.pools import Call, PoolDown
 from .session.session import FabricSession
 from .session.split import split_skip
+from .units import format_size
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
@@ -189,9 +198,50 @@ class Fabric:
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
                        Skip.NOT_ASKED)  # fmt: skip
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
-        call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters)
+        timing = timing_method(profile.timing, case.nbytes)
+        call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters,
+                    repeats=profile.repeats, timing=timing)  # fmt: skip
         measured = self._measure(plan, call)
-        self._settle(judge_busbw(measured, floor, profile.name), session.test_context())
+        judgement = judge_busbw(measured, floor, profile.name, lambda: self._why_slow(plan))
+        self._settle(judgement, session.test_context())
+
+    def _why_slow(self, plan: RunPlan) -> str:
+        """The probable causes of a bandwidth shortfall in ``plan``'s pool (judge/diagnosis.py)."""
+        return ""
+
+    def check_latency(self, case: LatencyCase) -> None:
+        """Time per call of a small collective in the main run, against the profile's latency
+        ceiling; measured and reported (not judged) without one."""
+        __tracebackhide__ = True
+        self._claim(case.key)
+        session, world = self.session, self.session.world
+        profile = world.profile
+        if world.nranks < 2:
+            self._skip("latency needs at least 2 ranks" if world.nranks else
+                       f"no rank in the recording {session.replay_of}")  # fmt: skip
+        if profile is not None and world.inventory_problem:
+            self._skip(f"node does not match the profile: {world.inventory_problem}")
+        warmup, repeats, timing = 5, 3, "auto"
+        if profile is not None:
+            warmup, repeats, timing = profile.warmup, profile.repeats, profile.timing
+        call = Call(case.collective, case.nbytes, world.dtype, warmup, LATENCY_ITERS,
+                    repeats=repeats, timing=timing_method(timing, case.nbytes))  # fmt: skip
+        self.record(properties.of_run(session.main_plan.name, session.main_plan.describe(),
+                                      session.main_plan.nodes, "latency"))  # fmt: skip
+        measured = self._measure(None, call)
+        ceiling = case.ceiling
+        if profile is None:
+            why = f"no instance profile ({world.profile_reason}): nothing to judge it against"
+        elif world.nnodes > 1:
+            why, ceiling = (
+                f"the run spans {world.nnodes} NCCL nodes; latency ceilings hold for one",
+                None,
+            )
+        else:
+            key = f"latency.ceilings.{case.collective.value}.{format_size(case.nbytes)}"
+            why = f"profile {profile.name} sets no {key} ({profile.file})"
+        judgement = judge_latency(measured, ceiling, session.profile_name, why)
+        self._settle(judgement, session.test_context())
 
     def nccl_evidence(self, plan: RunPlan | None = None) -> NcclLog:
         """The NCCL debug logs of the pool's ranks, after traffic that makes NCCL connect
@@ -290,8 +340,12 @@ class Fabric:
             self._skip(*skip)
         one, split = session.main_plan, split_plan(world.nranks)
         self.record(properties.of_run(split.name, split.describe(), split.nodes, SPLIT))
-        warmup, iters = (profile.warmup, profile.iters) if profile is not None else (5, 20)
-        call = Call(case.collective, case.nbytes, world.dtype, warmup, iters)
+        warmup, iters, repeats, timing = 5, 20, 3, "auto"
+        if profile is not None:
+            warmup, iters = profile.warmup, profile.iters
+            repeats, timing = profile.repeats, profile.timing
+        call = Call(case.collective, case.nbytes, world.dtype, warmup, iters,
+                    repeats=repeats, timing=timing_method(timing, case.nbytes))  # fmt: skip
         # The pool already running first: one pool start per case, not two.
         order = (split, one) if session.running_pool == split.name else (one, split)
         sides = {plan.name: self._side(plan, call) for plan in order}

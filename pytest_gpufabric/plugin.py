@@ -34,6 +34,7 @@ LAZY_ERROR_KEY = pytest.StashKey[str]()
 CASE_FIXTURES = (
     "gpufabric_correctness_case", "gpufabric_bandwidth_case", "gpufabric_nccl_check",
     "gpufabric_host_check", "gpufabric_isolation_run", "gpufabric_isolation_case",
+    "gpufabric_latency_case",
 )  # fmt: skip
 FIXTURES = ("gpufabric", "gpufabric_session", *CASE_FIXTURES)
 
@@ -221,6 +222,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "gpufabric_host_check": lambda: list(HOST_CHECKS),
         "gpufabric_isolation_run": lambda: ISOLATION_RUNS,
         "gpufabric_isolation_case": session.isolation_cases,
+        "gpufabric_latency_case": session.latency_cases,
     }
     for name in wanted:
         values = cases[name]()
@@ -235,6 +237,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 _ORDER = {
     "gpufabric_correctness_case": 1,
     "gpufabric_bandwidth_case": 2,
+    "gpufabric_latency_case": 2,
     "gpufabric_nccl_check": 3,
     "gpufabric_host_check": 4,
     "gpufabric_isolation_run": 5,

@@ -105,8 +105,9 @@ class ScriptedPool:
             results.append(
                 JobResult(
                     shape.nbytes,
-                    times_ms=(ms,) * job.iters,
+                    times_ms=(ms,) * job.repeats if job.iters else (),
                     median_ms=ms if job.iters else None,
+                    method="loop" if job.iters else "",
                     checked=checked,
                     mismatches=1 if bad else 0,
                     first_mismatch=FirstMismatch(3, -1.0, 7.0) if bad else None,

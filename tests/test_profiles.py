@@ -64,7 +64,7 @@ CORPUS = {
     "yaml-syntax.yaml": ["yaml-syntax.yaml:4: mapping values are not allowed here"],
     "not-a-mapping.yaml": ["not-a-mapping.yaml:1: a profile must be a YAML mapping, got a list"],
     "unknown-key.yaml": [
-        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, extends, gpu, host, name, nccl)"
+        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, extends, gpu, host, latency, name, nccl)"
     ],
     "missing-gpu.yaml": ["missing-gpu.yaml:1: gpu: missing"],
     "name-mismatch.yaml": [

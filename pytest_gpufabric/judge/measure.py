@@ -1,6 +1,8 @@
-"""From per-rank replies to one measurement, with nccl-tests' conventions: a rank's time is
-the median of its iterations, the collective's time is the slowest rank's, algbw is the
-message size over that time and busbw is algbw times the collective's factor."""
+"""From per-rank replies to one measurement, with nccl-tests' conventions: each rank times
+loops of back-to-back calls (rank/ops.py), a rank's time is the median over its loops of the
+time per call, the collective's time is the slowest rank's, algbw is the message size over
+that time and busbw is algbw times the collective's factor. Every loop's time is kept, so the
+spread between repeats shows a flaky link."""
 
 from __future__ import annotations
 
@@ -33,6 +35,54 @@ class Measurement:
     mismatches: int  # summed over ranks
     first_mismatch: Mismatch | None
     recorded: str | None = None  # where a replayed measurement came from
+    repeats_ms: tuple[tuple[float, ...], ...] = ()  # by rank, each loop's time per call
+    method: str = ""  # how the ranks timed it (rank/ops.py: graph, loop, host)
+    note: str = ""  # why the method is not the one asked for
+
+    @property
+    def repeats(self) -> int:
+        return min((len(r) for r in self.repeats_ms), default=0)
+
+    @property
+    def repeat_busbw(self) -> tuple[float, ...]:
+        """busbw of each repeat (its slowest rank)."""
+        return tuple(
+            bandwidth(
+                self.collective, self.nbytes, self.nranks, max(r[i] for r in self.repeats_ms)
+            )[1]
+            for i in range(self.repeats)
+        )
+
+    @property
+    def spread_pct(self) -> float | None:
+        """(fastest - slowest repeat) / the judged busbw, in %; None with fewer than 2."""
+        values = self.repeat_busbw
+        if len(values) < 2 or not self.busbw_gbps:
+            return None
+        return (max(values) - min(values)) / self.busbw_gbps * 100
+
+    @property
+    def time_us(self) -> float:
+        return self.time_ms * 1e3
+
+    def how(self) -> str:
+        """How it was measured, in words, for failure messages."""
+        if self.recorded:
+            return f"recorded in {self.recorded}"
+        per_rank = ", ".join(f"{t:.4g}" for t in self.rank_median_ms)
+        if not self.repeats:
+            return (f"median of {self.iters} iterations after {self.warmup} warm-up, slowest "
+                    f"rank {self.slowest_rank}; per rank {per_rank} ms")  # fmt: skip
+        method = {"graph": "replayed as a CUDA graph", "loop": "launched back to back",
+                  "host": "host clock"}.get(self.method, self.method)  # fmt: skip
+        spread = "" if self.spread_pct is None else f", spread {self.spread_pct:.1f}%"
+        repeats = ", ".join(f"{b:.1f}" for b in self.repeat_busbw)
+        note = f"; {self.note}" if self.note else ""
+        return (
+            f"median of {self.repeats} timed loops of {self.iters} calls ({method}) after "
+            f"{self.warmup} warm-up, slowest rank {self.slowest_rank}; per rank {per_rank} ms; "
+            f"busbw per loop {repeats} GB/s{spread}{note}"
+        )
 
     @property
     def label(self) -> str:
@@ -87,4 +137,7 @@ def from_results(
         mismatches=sum(r.mismatches for r in results),
         first_mismatch=first,
         recorded=results[0].recorded,
+        repeats_ms=tuple(r.times_ms for r in results) if medians else (),
+        method=results[0].method,
+        note=next((r.note for r in results if r.note), ""),
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..collectives import Collective
-from ..profiles.model import Floor
+from ..profiles.model import Ceiling, Floor
 from ..runs import DEFAULT
 from .judgement import Property
 from .measure import Measurement
@@ -28,6 +28,15 @@ BUSBW = "busbw_gbps"
 SLOWEST_RANK = "slowest_rank"
 ITERS = "iters"
 WARMUP = "warmup"
+REPEATS = "repeats"
+TIMING = "timing"  # how the ranks timed it: graph, loop or host (rank/ops.py)
+TIMING_NOTE = "timing_note"
+BUSBW_REPEATS = "busbw_repeats_gbps"  # each repeat's busbw, comma-separated
+SPREAD_PCT = "spread_pct"  # (fastest - slowest repeat) / busbw
+TIME_US = "time_us"  # latency tests
+CEILING_US = "ceiling_us"
+CEILING_FILE = "ceiling_file"
+CEILING_SOURCE = "ceiling_source"
 CHECKED = "checked_elements"
 MISMATCHES = "mismatches"
 RECORDED_IN = "recorded_in"
@@ -69,11 +78,23 @@ def of_measurement(m: Measurement) -> list[Property]:
             (ITERS, m.iters),
             (WARMUP, m.warmup),
         ]
+    if m.repeats:
+        props += [(REPEATS, m.repeats), (TIMING, m.method),
+                  (BUSBW_REPEATS, ",".join(f"{b:.2f}" for b in m.repeat_busbw))]  # fmt: skip
+        if m.spread_pct is not None:
+            props.append((SPREAD_PCT, round(m.spread_pct, 1)))
+        if m.note:
+            props.append((TIMING_NOTE, m.note))
     if m.checked:
         props += [(CHECKED, m.checked), (MISMATCHES, m.mismatches)]
     if m.recorded:
         props.append((RECORDED_IN, m.recorded))
     return props
+
+
+def of_ceiling(ceiling: Ceiling, profile: str) -> list[Property]:
+    return [(CEILING_US, ceiling.max_us), (CEILING_SOURCE, ceiling.source),
+            (CEILING_FILE, ceiling.where), (PROFILE, profile)]  # fmt: skip
 
 
 def of_baseline(m: Measurement, run: str) -> list[Property]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROTOCOL = "gpufabric-rank"
-VERSION = 1
+VERSION = 2  # 2: jobs name their timing method and repeats; results give each repeat
 
 
 class ProtocolError(ValueError):
@@ -70,12 +70,14 @@ class FirstMismatch:
 @dataclass(frozen=True)
 class JobResult:
     nbytes: int
-    times_ms: tuple[float, ...] = ()
-    median_ms: float | None = None  # None: nothing was timed
+    times_ms: tuple[float, ...] = ()  # per repeat: its loop's time divided by its iterations
+    median_ms: float | None = None  # of times_ms; None: nothing was timed
     checked: int = 0  # result elements compared (0: not verified)
     mismatches: int = 0
     first_mismatch: FirstMismatch | None = None
     recorded: str | None = None  # a replayed result: where it was recorded
+    method: str = ""  # how it was timed (rank/ops.py TIMING): "graph", "loop", "host"
+    note: str = ""  # why the method differs from the one asked for
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ class Ready(Message):
 @dataclass(frozen=True)
 class Job(Message):
     """A collective to run; ``purpose`` "traffic" only makes NCCL connect its peers (a replay
-    answers it with nothing)."""
+    answers it with nothing). Timing as nccl-tests does it: ``warmup`` calls, then
+    ``repeats`` loops of ``iters`` calls back to back, each loop timed as a whole;
+    ``timing`` "graph" captures the loop once in a CUDA graph and replays it."""
 
     kind: ClassVar[str] = "job"
     id: int
@@ -126,6 +130,8 @@ class Job(Message):
     iters: int
     verify: bool
     purpose: str = "measure"
+    repeats: int = 1
+    timing: str = "loop"
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,26 @@ class SplitLimit:
         return f"bandwidth.split.max_slowdown in {self.where}; source: {self.source}{margin}"
 
 
+@dataclass(frozen=True)
+class Ceiling:
+    """Longest time one small collective may take (profile section ``latency``): the
+    slowest rank's time per call, in microseconds."""
+
+    collective: Collective
+    nbytes: int
+    max_us: float
+    source: str
+    margin: str
+    file: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
 DEFAULT_WARN_BAND_PCT = 5.0
+TIMINGS = ("auto", "graph", "loop")  # bandwidth.timing; auto: session/cases.py timing_method
 
 
 @dataclass(frozen=True)
@@ -184,6 +203,9 @@ class Profile:
     extends: tuple[str, ...] = ()  # the parent chain, nearest first
     files: tuple[Path, ...] = ()  # this file and its ancestors' files
     split: SplitLimit | None = None  # bandwidth.split; None: the split cost is not judged
+    repeats: int = 3  # timed loops of ``iters`` calls per measurement (their spread is kept)
+    timing: str = "auto"  # TIMINGS
+    latency: tuple[Ceiling, ...] = ()  # section latency; empty: measured, not judged
 
     @property
     def backend(self) -> str:

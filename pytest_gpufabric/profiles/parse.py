@@ -24,8 +24,10 @@ from .keys import (
     SPLIT_KEYS,
     TOP_KEYS,
 )
+from .latency import parse_latency
 from .model import (
     DEFAULT_WARN_BAND_PCT,
+    TIMINGS,
     BandwidthRun,
     Floor,
     HostExpectations,
@@ -54,6 +56,8 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
     bandwidth = check.mapping(data, "bandwidth", "bandwidth", required=False)
     settings = _parse_bandwidth_settings(check, bandwidth, base)
     dtype, warmup, iters, ranks_set, warn_band = settings
+    repeats, timing = _parse_timing(check, bandwidth, base)
+    latency = parse_latency(check, data, base.latency if base else ())
     runs = dict(base.runs) if base else {}
     split = base.split if base else None
     if bandwidth is not None:
@@ -86,6 +90,7 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
         MappingProxyType(runs), nccl, host, memory, warn_band,
         extends=((base.name, *base.extends) if base else ()),
         files=(path, *(base.files if base else ())), split=split,
+        repeats=repeats, timing=timing, latency=latency,
     )  # fmt: skip
 
 
@@ -135,6 +140,25 @@ def _parse_bandwidth_settings(
         ranks_set = check.integer(bandwidth, "ranks", "bandwidth.ranks", 2, 1)
     warn_band = check.number(bandwidth, "warn_band", "bandwidth.warn_band", warn_band)
     return dtype, warmup, iters, ranks_set, warn_band
+
+
+def _parse_timing(
+    check: Checker, bandwidth: LineMap | None, base: Profile | None
+) -> tuple[int, str]:
+    repeats, timing = (base.repeats, base.timing) if base else (3, "auto")
+    if bandwidth is None:
+        return repeats, timing
+    repeats = check.integer(bandwidth, "repeats", "bandwidth.repeats", repeats, 1)
+    if "timing" in bandwidth:
+        if bandwidth["timing"] in TIMINGS:
+            timing = bandwidth["timing"]
+        else:
+            check.problem(
+                bandwidth.line_of("timing"),
+                "bandwidth.timing",
+                f"{bandwidth['timing']!r} is not one of {', '.join(TIMINGS)}",
+            )
+    return repeats, timing
 
 
 def _parse_run(

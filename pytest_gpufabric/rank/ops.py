@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +18,14 @@ import torch.distributed as dist
 
 from ..collectives import Collective, Layout, pattern_modulus
 from ..launch.wire import FirstMismatch, JobResult
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup: int
+    iters: int  # per repeat; 0: not timed
+    repeats: int
+    method: str  # GRAPH or LOOP on GPU; the host clock on CPU whatever is asked
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 POISON = -1  # never a pattern value: an output element nobody wrote stays -1
@@ -133,45 +142,115 @@ def _wait(work: Any) -> None:
         work.wait()
 
 
-def time_iterations(fn: Callable[[], None], warmup: int, iters: int, cuda: bool) -> list[float]:
-    """Milliseconds of each timed iteration: CUDA events on the current stream on GPU (the
-    collective's stream is joined to it), the host clock on CPU where gloo blocks."""
+# How a rank times a loop (Job.timing, JobResult.method).
+GRAPH = "graph"  # the loop captured once in a CUDA graph, replayed per repeat
+LOOP = "loop"  # the loop launched from Python per repeat, CUDA events around it
+HOST = "host"  # the host clock around the loop (gloo on CPU blocks in every call)
+
+
+def time_loops(
+    fn: Callable[[], None], warmup: int, iters: int, repeats: int, timing: str, cuda: bool
+) -> tuple[list[float], str, str]:
+    """(milliseconds per iteration of each repeat, the method used, why it differs from
+    ``timing``). nccl-tests' method: ``warmup`` calls, then ``iters`` calls back to back timed
+    as a whole, so a per-call launch cost overlaps the previous call as it does in a training
+    step; per-call events would add it to every sample (issue 11: 0.23 of nccl-tests' busbw
+    at 1 MiB). A graph removes the Python launch cost altogether (nccl-tests ``-G``)."""
+    if not cuda:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            times.append((time.perf_counter() - t0) * 1e3 / iters)
+        return times, HOST, ""
+    if timing == GRAPH:
+        try:
+            return _time_graph(fn, warmup, iters, repeats), GRAPH, ""
+        except RuntimeError as exc:  # capture refused: time it launched from Python instead
+            torch.cuda.synchronize()
+            note = f"CUDA graph capture failed ({str(exc).splitlines()[0][:160]})"
+            return _time_loop(fn, 0, iters, repeats), LOOP, note
+    return _time_loop(fn, warmup, iters, repeats), LOOP, ""
+
+
+def _events() -> tuple[torch.cuda.Event, torch.cuda.Event]:
+    return (
+        torch.cuda.Event(enable_timing=True),  # type: ignore[no-untyped-call]
+        torch.cuda.Event(enable_timing=True),  # type: ignore[no-untyped-call]
+    )
+
+
+def _time_loop(fn: Callable[[], None], warmup: int, iters: int, repeats: int) -> list[float]:
+    """CUDA events on the current stream (the collective's stream is joined to it)."""
     for _ in range(warmup):
         fn()
-    if cuda:
-        torch.cuda.synchronize()
-        events = [
-            (
-                torch.cuda.Event(enable_timing=True),  # type: ignore[no-untyped-call]
-                torch.cuda.Event(enable_timing=True),  # type: ignore[no-untyped-call]
-            )
-            for _ in range(iters)
-        ]
-        for start, end in events:
-            start.record()
+    torch.cuda.synchronize()
+    marks = [_events() for _ in range(repeats)]
+    for start, end in marks:
+        start.record()
+        for _ in range(iters):
             fn()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) / iters for start, end in marks]
+
+
+def _time_graph(fn: Callable[[], None], warmup: int, iters: int, repeats: int) -> list[float]:
+    """Warm-up on a side stream (NCCL connects outside the capture: capturing the first call
+    of a communicator hangs), capture ``iters`` calls on it, replay once untimed, then once
+    per repeat between events. The graph is freed before returning: a live graph at
+    process-group teardown hangs the exit. A capture that never ends is the controller's job
+    deadline's to catch (the rank is then killed)."""
+    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(max(warmup, 1)):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph, stream=side):
+            for _ in range(iters):
+                fn()
+        graph.replay()
+        torch.cuda.synchronize()
+        marks = [_events() for _ in range(repeats)]
+        for start, end in marks:
+            start.record()
+            graph.replay()
             end.record()
         torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in events]
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+        return [start.elapsed_time(end) / iters for start, end in marks]
+    finally:
+        graph.reset()
+        del graph
+        torch.cuda.synchronize()
 
 
 def run_collective(
-    layout: Layout, rank: int, device: torch.device, warmup: int, iters: int, verify: bool
+    layout: Layout,
+    rank: int,
+    device: torch.device,
+    timing: Timing,
+    verify: bool,
 ) -> JobResult:
-    """Time ``iters`` iterations after ``warmup``, then run once more on fresh pattern data
-    and compare every element with the exact expected result."""
+    """Time the collective as ``timing`` says, then run once more on fresh pattern data and
+    compare every element with the exact expected result."""
     modulus = pattern_modulus(layout.dtype, layout.nranks)
     buffers = Buffers(layout, device)
     buffers.fill(layout, rank, modulus)
     fn = operation(layout, buffers, rank)
     cuda = device.type == "cuda"
-    times = time_iterations(fn, warmup, iters, cuda) if iters else []
+    times: list[float] = []
+    method = note = ""
+    if timing.iters:
+        times, method, note = time_loops(
+            fn, timing.warmup, timing.iters, max(timing.repeats, 1), timing.method, cuda
+        )
     checked, mismatches, first = 0, 0, None
     if verify:
         buffers.fill(layout, rank, modulus)
@@ -187,4 +266,6 @@ def run_collective(
         checked=checked,
         mismatches=mismatches,
         first_mismatch=first,
+        method=method,
+        note=note,
     )

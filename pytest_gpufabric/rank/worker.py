@@ -123,10 +123,11 @@ class Rank:
 
     def collective(self, job: Job) -> JobResult:
         from ..collectives import Collective, layout
-        from .ops import run_collective
+        from .ops import Timing, run_collective
 
         spec = layout(Collective(job.collective), job.nbytes, self.world_size, job.dtype)
-        return run_collective(spec, self.rank, self.device, job.warmup, job.iters, job.verify)
+        timing = Timing(job.warmup, job.iters, job.repeats, job.timing)
+        return run_collective(spec, self.rank, self.device, timing, job.verify)
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..collectives import ALL_COLLECTIVES, DTYPE_SIZES, Collective, pattern_modulus
-from ..profiles.model import Floor, Profile, SplitLimit
+from ..profiles.latency import LATENCY_COLLECTIVES, LATENCY_SIZES, ceiling_for
+from ..profiles.model import Ceiling, Floor, Profile, SplitLimit
 from ..runs import DEFAULT, ISOLATION_RUNS, NVLINK_ONLY, SPLIT, main_kind
 from ..units import format_size
 
@@ -115,6 +116,51 @@ def isolation_cases(profile: Profile | None) -> list[BandwidthCase]:
             cases.append(BandwidthCase(Collective.ALL_REDUCE, 1 << 30, None, kind, kind))
         cases += [BandwidthCase(f.collective, f.nbytes, f, kind, kind) for f in floors]
     return cases
+
+
+@dataclass(frozen=True)
+class LatencyCase:
+    """Time per call of a small collective in the main run, against ``latency`` ceilings."""
+
+    collective: Collective
+    nbytes: int
+    ceiling: Ceiling | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.collective.value}-{format_size(self.nbytes)}"
+
+    @property
+    def key(self) -> str:
+        return f"latency/{self.id}"
+
+
+# Latency loops are longer than bandwidth ones: a call takes microseconds, and a loop of
+# 100 still ends in a few milliseconds.
+LATENCY_ITERS = 100
+
+
+def latency_cases(profile: Profile | None) -> list[LatencyCase]:
+    """Every default size of every latency collective, and any size the profile has a
+    ceiling for."""
+    ceilings = profile.latency if profile is not None else ()
+    wanted = {(c, n) for c in LATENCY_COLLECTIVES for n in LATENCY_SIZES}
+    wanted |= {(c.collective, c.nbytes) for c in ceilings}
+    ordered = sorted(wanted, key=lambda k: (ALL_COLLECTIVES.index(k[0]), k[1]))
+    return [LatencyCase(c, n, ceiling_for(ceilings, c, n)) for c, n in ordered]
+
+
+# bandwidth.timing "auto": below this size a CUDA graph (the Python cost of launching each
+# call is a large share of a call that takes tens of microseconds); from it, calls launched
+# back to back (their launch overlaps the previous call, and a graph gains nothing).
+GRAPH_BELOW = 64 << 20
+
+
+def timing_method(setting: str, nbytes: int) -> str:
+    """The method a rank is asked to time with (rank/ops.py; CPU ranks use the host clock)."""
+    if setting != "auto":
+        return setting
+    return "graph" if nbytes < GRAPH_BELOW else "loop"
 
 
 def correctness_cases(backend: str, dtype: str, nranks: int) -> list[CorrectnessCase]:

@@ -31,6 +31,8 @@ class Call:
     iters: int = 0
     verify: bool = True
     purpose: str = "measure"
+    repeats: int = 1
+    timing: str = "loop"  # rank/ops.py: "graph" or "loop" (CPU ranks use the host clock)
 
 
 class PoolDown(Exception):
@@ -100,7 +102,7 @@ class Pools:
             size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes
         self._next_job += 1
         job = Job(self._next_job, c.collective.value, c.nbytes, c.dtype, c.warmup, c.iters,
-                  c.verify, c.purpose)  # fmt: skip
+                  c.verify, c.purpose, c.repeats, c.timing)  # fmt: skip
         what = f"{c.collective.value} {format_size(size)} {c.dtype}"
         try:
             results = pool.run(job, what)

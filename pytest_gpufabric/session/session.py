@@ -26,10 +26,12 @@ from ..units import format_size
 from .cases import (
     BandwidthCase,
     CorrectnessCase,
+    LatencyCase,
     bandwidth_cases,
     bandwidth_key,
     correctness_cases,
     isolation_cases,
+    latency_cases,
 )
 from .hosts import Hosts
 from .plans import RunPlan, default_plan, isolation_plan
@@ -90,6 +92,9 @@ class FabricSession:
 
     def bandwidth_cases(self) -> list[BandwidthCase]:
         return bandwidth_cases(self.world.profile, self.world.nnodes)
+
+    def latency_cases(self) -> list[LatencyCase]:
+        return latency_cases(self.world.profile)
 
     def isolation_cases(self) -> list[BandwidthCase]:
         return isolation_cases(self.world.profile)
@@ -235,6 +240,15 @@ class FabricSession:
                         *((split,) if case in own else ()),
                     )
                 )
+        demands += [
+            Demand(
+                case.key,
+                f"time per call of {case.id} <= {case.ceiling.max_us:g} µs "
+                f"(latency, {case.ceiling.where})",
+            )
+            for case in self.latency_cases()
+            if case.ceiling is not None
+        ]
         for run in ISOLATION_RUNS:
             if profile.runs.get(run) is not None:
                 demands.append(Demand(f"isolation/{run}", f"the path of the {run} run"))

@@ -88,6 +88,60 @@ def test_nvml_probe_and_its_pitfalls(capture: Path) -> None:
     assert p2p[(0, 1)]["write"] == "OK"
 
 
+BUSY = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-diagnosis"
+
+
+def test_clocks_and_processes_of_a_busy_and_an_idle_host(capture: Path) -> None:
+    """nvidia-smi -q text and XML of the 2×H200 host while another process ran on GPU 0 (SW
+    power cap active, 3.3 s of power capping when the text was taken, 3.5 s at the XML), and
+    of the idle 4×H200 host."""
+    for busy, capped_ns in (
+        (host_captures.parse_smi_text((BUSY / "host" / "smi-q-busy.txt").read_text()), 3304356000),
+        (host_captures.parse_smi_xml((BUSY / "host" / "smi-q-busy.xml").read_text()), 3504326000),
+    ):
+        assert [g.clock_reasons for g in busy] == [["sw_power_cap"], ["gpu_idle"]]
+        assert busy[0].clock_held_ns == {
+            "sw_power_cap": capped_ns, "sync_boost": 0, "sw_therm_slowdown": 0,
+            "hw_therm_slowdown": 0, "hw_power_brake": 0,
+        }  # fmt: skip
+        assert busy[0].processes == [host.GpuProcess(698, 1130)]
+        assert busy[1].processes == []
+        clocks = {(g.app_clock_mhz, g.app_clock_default_mhz, g.max_clock_mhz) for g in busy}
+        assert clocks == {(1980, 1980, 1980)}
+    for idle in (
+        host_captures.parse_smi_text((capture / "nvidia-smi-q.txt").read_text()),
+        host_captures.parse_smi_xml((capture / "nvidia-smi-q.xml").read_text()),
+    ):
+        assert {(tuple(g.clock_reasons or ["?"]), g.sm_clock_mhz) for g in idle} == {
+            (("gpu_idle",), 345)
+        }
+        assert all(g.processes == [] for g in idle)
+        assert all(set(g.clock_held_ns.values()) == {0} for g in idle)
+
+
+def test_live_snapshots_keep_clocks_and_processes() -> None:
+    """A live run's host-after.json (NVML on a 2×H200 host, another process on GPU 0) reads
+    back as written, and writes back the same."""
+    path = BUSY / "hog" / "host-after.json"
+    data = json.loads(path.read_text())
+    facts = host.from_json(data, str(path))
+    gpu = facts.gpus[0]
+    assert gpu.clock_reasons == ["sw_power_cap"]
+    assert gpu.clock_held_ns["power"] == 12144678048
+    assert gpu.processes == [host.GpuProcess(698, 1130), host.GpuProcess(757, 2078)]
+    assert (gpu.sm_clock_mhz, gpu.app_clock_mhz, gpu.max_clock_mhz) == (1410, 1980, 1980)
+    again = host.to_json(facts, "after")
+    assert again["gpus"] == data["gpus"]
+    assert host.from_json(again, "again").gpus == facts.gpus
+
+
+def test_older_snapshots_leave_the_new_facts_unknown() -> None:
+    path = Path(__file__).parent / "data" / "runs" / "2026-11-22-h200x4-F-final-one"
+    facts = host.from_json(json.loads((path / "host-after.json").read_text()), "old")
+    assert all(g.processes is None and g.clock_reasons is None for g in facts.gpus)
+    assert all(g.clock_held_ns == {} for g in facts.gpus)
+
+
 def test_shm_from_a_mounts_line(capture: Path) -> None:
     shm = host_captures.parse_shm_mount((capture / "system.txt").read_text(), "system.txt")
     assert shm is not None
@@ -312,6 +366,8 @@ def test_live_collection_on_this_machine() -> None:
     assert facts.shm.dev == os.stat("/dev/shm").st_dev
     if not facts.gpus:
         assert "nvml" in facts.unavailable
+        assert "clocks" not in facts.origins
+        assert "processes" not in facts.origins
     again = host.from_json(json.loads(json.dumps(host.to_json(facts, "after"))), "snapshot.json")
     assert again.shm == facts.shm
     assert again.memlock == facts.memlock

@@ -102,6 +102,43 @@ def test_graph_paths(h200_capture: Path) -> None:
     } == {"LOC/PHB"}
 
 
+@pytest.mark.parametrize(
+    ("name", "coll", "p2p", "searched"),
+    [("default", 24, 32, 12), ("p2p_disabled", 4, 4, 2), ("socket_only", 2, 2, 1)],
+)
+def test_channels_run_and_found(
+    h200_capture: Path, name: str, coll: int, p2p: int, searched: int
+) -> None:
+    """Every rank's "N coll channels, ..." line, rank 0's ring layout ("Channel 00/24 : 0 1 2
+    3", no connection) and the graph search's most channels ("Pattern ..., nChannels 12")."""
+    log = parse_dir(h200_capture, name)
+    comms = sorted(log.comms(), key=lambda c: c.rank)
+    for comm in comms:
+        assert comm.coll_channels is not None
+        assert (comm.coll_channels.number, comm.p2p_channels) == (coll, p2p)
+        assert comm.coll_channels.line.value.startswith(f"{coll} coll channels, {coll} collnet")
+        assert comm.searched is not None
+        assert comm.searched.number == searched
+    rings = [c.rings for c in comms]
+    assert rings[1:] == [None, None, None]  # rank 0 prints the layout
+    assert rings[0] is not None
+    assert (rings[0].number, rings[0].line.value) == (coll, f"Channel 00/{coll:02d} : 0 1 2 3")
+    line = rings[0].line.where
+    assert line.file.read_text().splitlines()[line.line - 1].endswith(rings[0].line.value)
+
+
+def test_a_channel_cap_set_by_the_environment() -> None:
+    """The real 2×H200 run with NCCL_MAX_NCHANNELS=1: one channel run, twelve found."""
+    bundle = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-diagnosis"
+    log = parse_files(sorted((bundle / "nchannels1" / "default").glob("rank*.nccl.log")))
+    for proc in log.processes.values():
+        assert proc.env["NCCL_MAX_NCHANNELS"].value == "1"
+        (comm,) = proc.comms
+        assert comm.coll_channels is not None
+        assert comm.searched is not None
+        assert (comm.coll_channels.number, comm.p2p_channels, comm.searched.number) == (1, 1, 12)
+
+
 def test_seed_p4d_log_with_failed_aws_ofi_nccl() -> None:
     log = parse_files([SEED])
     assert log.versions == {"2.27.3"}
@@ -212,6 +249,8 @@ def test_formats_of_other_versions() -> None:
     comms = {c.process.pid: c for c in log.comms()}
     assert comms[1].comm_id == comms[2].comm_id == "0x1234abcd"
     assert comms[2].nvls_channels == 16
+    assert comms[2].coll_channels is not None
+    assert (comms[2].coll_channels.number, comms[2].p2p_channels) == (32, 32)
     procs = {p.process.pid: p for p in log.processes.values()}
     ofi = procs[3].ofi
     assert ofi is not None

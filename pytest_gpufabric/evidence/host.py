@@ -1,7 +1,8 @@
 """Facts about the host a node's GPUs sit in: fabric manager state, NVLink links and error
-counters, P2P capability, PCIe links, GPU-NIC distance, /dev/shm, RDMA devices, memlock and
-GPUDirect RDMA support. One model, filled live (NVML, sysfs, /proc, nvidia-smi) or from
-recorded captures (host_captures.py), judged by host_checks.py.
+counters, P2P capability, PCIe links, clocks and what holds them down, the compute processes
+on each GPU, GPU-NIC distance, /dev/shm, RDMA devices, memlock and GPUDirect RDMA support.
+One model, filled live (NVML, sysfs, /proc, nvidia-smi) or from recorded captures
+(host_captures.py), judged by host_checks.py.
 
 Every fact says where it came from (``origin``), so a finding can cite it, and collection
 never raises: a tool or permission that is missing becomes a note in ``unavailable``.
@@ -26,6 +27,20 @@ NVLINK_VERSIONS = {1: "1.0", 2: "2.0", 3: "2.2", 4: "3.0", 5: "3.1", 6: "4.0", 7
 P2P_CAPS = ("read", "write", "nvlink", "atomics")  # NVML_P2P_CAPS_INDEX_* 0..3
 NVLINK_COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")  # NVML_NVLINK_ERROR_DL_* 0..3
 FABRIC_STATES = {0: "Not Supported", 1: "Not Started", 2: "In Progress", 3: "Completed"}
+# nvmlClocksEventReason* bits (nvml.h; "throttle reasons" before driver 535). The names are
+# those of nvidia-smi -q -x (<clocks_event_reason_NAME>), so live and recorded facts agree.
+CLOCK_REASONS = {
+    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap",
+    0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown", 0x100: "display_clocks_setting",
+    0x200: "board_limit", 0x400: "reliability",
+}  # fmt: skip
+# nvmlPerfPolicyType_t -> name: nvmlDeviceGetViolationStatus counts, per policy, the time
+# (ns) clocks were held below what was asked, cumulative since the driver loaded.
+VIOLATION_POLICIES = {
+    0: "power", 1: "thermal", 2: "sync_boost", 3: "board_limit", 4: "low_utilization",
+    5: "reliability", 10: "app_clocks", 11: "base_clocks",
+}  # fmt: skip
 EFA_VENDOR = 0x1D0F
 SHM_PATH = "/dev/shm"
 
@@ -35,6 +50,15 @@ class Link:
     active: bool
     version: str | None = None
     errors: dict[str, int] = field(default_factory=dict)  # counter name -> absolute count
+
+
+@dataclass
+class GpuProcess:
+    """A compute process NVML (or nvidia-smi) lists on a GPU. The pid is as the driver sees
+    it: in a container, the host's pid namespace (or 0), not the container's."""
+
+    pid: int
+    used_mib: int | None = None
 
 
 @dataclass
@@ -51,6 +75,15 @@ class GpuHost:
     pcie_width: int | None = None
     pcie_width_max: int | None = None
     memory_mib: int | None = None  # total framebuffer (auto-detection's fingerprint)
+    clock_reasons: list[str] | None = None  # CLOCK_REASONS active at the reading; None: unread
+    # Time clocks were held down, cumulative, by reason: VIOLATION_POLICIES (NVML) or the
+    # "Clocks Event Reasons Counters" of nvidia-smi -q (sw_power_cap, hw_therm_slowdown, ...).
+    clock_held_ns: dict[str, int] = field(default_factory=dict)
+    sm_clock_mhz: int | None = None  # at the reading
+    app_clock_mhz: int | None = None  # applications clock (graphics): nvidia-smi -ac caps it
+    app_clock_default_mhz: int | None = None
+    max_clock_mhz: int | None = None  # graphics
+    processes: list[GpuProcess] | None = None  # compute processes at the reading; None: unread
 
 
 @dataclass
@@ -127,6 +160,10 @@ def read_nvml(facts: HostFacts, indices: list[int] | None = None) -> None:
             _nvml_fabric(pynvml, handle, gpu)
             _nvml_links(pynvml, handle, gpu)
             _nvml_pcie(pynvml, handle, gpu)
+            _nvml_clocks(pynvml, handle, gpu)
+            why = _nvml_processes(pynvml, handle, gpu)
+            if why:
+                facts.unavailable["processes"] = why
             facts.gpus.append(gpu)
         for a, ha in handles.items():
             for b, hb in handles.items():
@@ -137,7 +174,8 @@ def read_nvml(facts: HostFacts, indices: list[int] | None = None) -> None:
                         cap: _P2P_STATUS.get(_call(pynvml.nvmlDeviceGetP2PStatus, ha, hb, i), "U")
                         for i, cap in enumerate(P2P_CAPS)
                     }
-        facts.origins["gpus"] = facts.origins["p2p"] = "NVML on this node"
+        for family in ("gpus", "p2p", "clocks", "processes"):
+            facts.origins[family] = "NVML on this node"
     except pynvml.NVMLError as exc:
         facts.unavailable["nvml"] = f"NVML query failed: {exc}"
     finally:
@@ -193,6 +231,52 @@ def _nvml_pcie(pynvml: Any, handle: Any, gpu: GpuHost) -> None:
     gpu.pcie_gen_max = _call(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle)
     gpu.pcie_width = _call(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle)
     gpu.pcie_width_max = _call(pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle)
+
+
+def _nvml_clocks(pynvml: Any, handle: Any, gpu: GpuHost) -> None:
+    """Clocks now, what holds them down now (the event reasons bitmask) and for how long so
+    far (the violation counters: a before/after difference says what held them during a run)."""
+    mask = None
+    for getter in ("nvmlDeviceGetCurrentClocksEventReasons",  # driver >= 535
+                   "nvmlDeviceGetCurrentClocksThrottleReasons"):  # fmt: skip
+        if mask is None and hasattr(pynvml, getter):
+            mask = _call(getattr(pynvml, getter), handle)
+    if mask is not None:
+        gpu.clock_reasons = reason_names(int(mask))
+    for policy, name in VIOLATION_POLICIES.items():
+        violation = _call(pynvml.nvmlDeviceGetViolationStatus, handle, policy)
+        if violation is not None:
+            gpu.clock_held_ns[name] = int(violation.violationTime)
+    graphics, sm = pynvml.NVML_CLOCK_GRAPHICS, pynvml.NVML_CLOCK_SM
+    gpu.sm_clock_mhz = _call(pynvml.nvmlDeviceGetClockInfo, handle, sm)
+    gpu.app_clock_mhz = _call(pynvml.nvmlDeviceGetApplicationsClock, handle, graphics)
+    gpu.app_clock_default_mhz = _call(
+        pynvml.nvmlDeviceGetDefaultApplicationsClock, handle, graphics
+    )
+    gpu.max_clock_mhz = _call(pynvml.nvmlDeviceGetMaxClockInfo, handle, graphics)
+
+
+def reason_names(mask: int) -> list[str]:
+    """The names of the bits set in a clocks event reasons mask (unknown bits in hex)."""
+    bits = [1 << n for n in range(mask.bit_length()) if mask >> n & 1]
+    return [CLOCK_REASONS.get(bit, hex(bit)) for bit in bits]
+
+
+def _nvml_processes(pynvml: Any, handle: Any, gpu: GpuHost) -> str | None:
+    """The GPU's compute processes; returns why they are unknown, if they are."""
+    # Only the v3 call: the v1/v2 structs of older nvidia-ml-py misread newer drivers.
+    getter = getattr(pynvml, "nvmlDeviceGetComputeRunningProcesses_v3", None)
+    if getter is None:
+        return "nvidia-ml-py has no nvmlDeviceGetComputeRunningProcesses_v3 (too old)"
+    try:
+        found = getter(handle)
+    except Exception as exc:
+        return f"nvmlDeviceGetComputeRunningProcesses_v3 failed: {exc}"
+    gpu.processes = [
+        GpuProcess(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory) >> 20)
+        for p in found
+    ]
+    return None
 
 
 def read_shm(path: str = SHM_PATH) -> Shm:
@@ -342,14 +426,20 @@ def from_json(data: dict[str, Any], where: str) -> HostFacts:
     facts = HostFacts(f"{data.get('origin', 'a host snapshot')}, recorded in {where}")
     facts.driver = data.get("driver")
     # Keys of a newer snapshot that this version does not know are left out, not an error.
-    link_keys, gpu_keys = _field_names(Link), _field_names(GpuHost) - {"links"}
+    link_keys, gpu_keys = _field_names(Link), _field_names(GpuHost) - {"links", "processes"}
+    process_keys = _field_names(GpuProcess)
     for gpu in data.get("gpus", []):
         links = {
             int(n): Link(**{k: v for k, v in link.items() if k in link_keys})
             for n, link in gpu.get("links", {}).items()
         }
         known = {k: v for k, v in gpu.items() if k in gpu_keys}
-        facts.gpus.append(GpuHost(**known, links=links))
+        processes = gpu.get("processes")
+        if processes is not None:
+            processes = [
+                GpuProcess(**{k: v for k, v in p.items() if k in process_keys}) for p in processes
+            ]
+        facts.gpus.append(GpuHost(**known, links=links, processes=processes))
     for pair, caps in data.get("p2p", {}).items():
         a, b = (int(x) for x in pair.split("-"))
         facts.p2p[(a, b)] = caps

@@ -1,5 +1,6 @@
 """Host facts from recorded captures (and from nvidia-smi output read live): ``nvidia-smi -q
--x`` XML, ``nvidia-smi -q`` text, ``topo -m``, ``topo -p2p r|w|n|a``, ``nvlink -s``/``-e``,
+-x`` XML, ``nvidia-smi -q`` text (both also give clocks, clocks event reasons and their
+counters, and the GPU's processes), ``topo -m``, ``topo -p2p r|w|n|a``, ``nvlink -s``/``-e``,
 an NVML probe JSON, and ``/proc/mounts`` lines for /dev/shm. Formats as printed by driver
 580 and recorded in tests/data/h200x4-nccl2.28.9/host (nvidia-smi-q.xml, nvidia-smi-q.txt,
 nvidia-smi-topo-m.txt, nvidia-smi-topo-p2p-nvlink.txt, nvml-probe.json)."""
@@ -11,7 +12,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from .host import FABRIC_STATES, NVLINK_VERSIONS, P2P_CAPS, SHM_PATH, GpuHost, HostFacts, Link, Shm
+from .host import (
+    FABRIC_STATES,
+    NVLINK_VERSIONS,
+    P2P_CAPS,
+    SHM_PATH,
+    GpuHost,
+    GpuProcess,
+    HostFacts,
+    Link,
+    Shm,
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _DEVICE_CELL = re.compile(r"^(GPU|NIC)\d+$")
@@ -20,6 +31,26 @@ _P2P_LETTER = {"r": "read", "w": "write", "n": "nvlink", "a": "atomics", "p": "p
 _GPU_HEADER = re.compile(r"^GPU (\d+): (.+?) \(UUID: (\S+)\)")
 _LINK = re.compile(r"^\s+Link (\d+): (.*)$")
 _MOUNT = re.compile(r"^\S+ (/dev/shm) (\S+) (\S+) \d+ \d+$", re.M)
+# nvidia-smi -q labels -> the names of nvidia-smi -q -x (and of host.CLOCK_REASONS)
+_REASON_LABELS = {
+    "Idle": "gpu_idle", "Applications Clocks Setting": "applications_clocks_setting",
+    "SW Power Cap": "sw_power_cap", "HW Slowdown": "hw_slowdown",
+    "HW Thermal Slowdown": "hw_thermal_slowdown",
+    "HW Power Brake Slowdown": "hw_power_brake_slowdown", "Sync Boost": "sync_boost",
+    "SW Thermal Slowdown": "sw_thermal_slowdown", "Display Clock Setting": "display_clocks_setting",
+}  # fmt: skip
+_COUNTER_LABELS = {
+    "SW Power Capping": "sw_power_cap", "Sync Boost": "sync_boost",
+    "SW Thermal Slowdown": "sw_therm_slowdown", "HW Thermal Slowdown": "hw_therm_slowdown",
+    "HW Power Braking": "hw_power_brake",
+}  # fmt: skip
+_CLOCK_FIELDS = {  # nvidia-smi -q section / label -> GpuHost field (and the -q -x path)
+    "Clocks / SM": ("sm_clock_mhz", "clocks/sm_clock"),
+    "Applications Clocks / Graphics": ("app_clock_mhz", "applications_clocks/graphics_clock"),
+    "Default Applications Clocks / Graphics": (
+        "app_clock_default_mhz", "default_applications_clocks/graphics_clock"),
+    "Max Clocks / Graphics": ("max_clock_mhz", "max_clocks/graphics_clock"),
+}  # fmt: skip
 
 
 def parse_topo_matrix(text: str) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
@@ -115,8 +146,35 @@ def parse_smi_xml(text: str) -> list[GpuHost]:
         entry.pcie_width = _int(gpu.findtext(f"{link}/link_widths/current_link_width"))
         entry.pcie_width_max = _int(gpu.findtext(f"{link}/link_widths/max_link_width"))
         entry.memory_mib = _int(gpu.findtext("fb_memory_usage/total"))
+        _xml_clocks(gpu, entry)
         gpus.append(entry)
     return gpus
+
+
+def _xml_clocks(gpu: ET.Element, entry: GpuHost) -> None:
+    """Clocks, clocks event reasons ("throttle" before driver 535) and their counters, and
+    the GPU's processes, from one <gpu> of nvidia-smi -q -x."""
+    for name, path in _CLOCK_FIELDS.values():
+        setattr(entry, name, _int(gpu.findtext(path)))
+    for kind in ("event", "throttle"):
+        reasons = gpu.find(f"clocks_{kind}_reasons")
+        if reasons is not None:
+            prefix = f"clocks_{kind}_reason_"
+            entry.clock_reasons = [
+                r.tag.removeprefix(prefix) for r in reasons if (r.text or "").strip() == "Active"
+            ]
+        counters = gpu.find(f"clocks_{kind}_reasons_counters")
+        for counter in counters if counters is not None else ():
+            us = _int(counter.text)
+            if us is not None:
+                name = counter.tag.removeprefix(f"clocks_{kind}_reasons_counters_")
+                entry.clock_held_ns[name] = us * 1000
+    processes = gpu.find("processes")
+    if processes is not None:
+        entry.processes = [
+            GpuProcess(int(p.findtext("pid", "0")), _int(p.findtext("used_memory")))
+            for p in processes.findall("process_info")
+        ]
 
 
 def _int(text: str | None) -> int | None:
@@ -162,7 +220,32 @@ def parse_smi_text(text: str) -> list[GpuHost]:
             gpu.pcie_width = _int(value)
         elif where.endswith("Link Width / Max"):
             gpu.pcie_width_max = _int(value)
+        else:
+            _text_clocks(gpu, section, value)
     return gpus
+
+
+def _text_clocks(gpu: GpuHost, section: list[str], value: str) -> None:
+    """One ``label : value`` line of nvidia-smi -q's clocks, clocks event reasons (and
+    counters), or processes sections."""
+    head, label = section[0], section[-1]
+    if head in ("Clocks Event Reasons", "Clocks Throttle Reasons") and label in _REASON_LABELS:
+        gpu.clock_reasons = gpu.clock_reasons or []
+        if value == "Active":
+            gpu.clock_reasons.append(_REASON_LABELS[label])
+    elif head.startswith("Clocks ") and head.endswith(" Counters") and label in _COUNTER_LABELS:
+        us = _int(value)
+        if us is not None:
+            gpu.clock_held_ns[_COUNTER_LABELS[label]] = us * 1000
+    elif " / ".join(section) in _CLOCK_FIELDS:
+        setattr(gpu, _CLOCK_FIELDS[" / ".join(section)][0], _int(value))
+    elif head == "Processes":
+        if label == "Processes":  # "Processes : None"
+            gpu.processes = []
+        elif label == "Process ID":
+            gpu.processes = [*(gpu.processes or []), GpuProcess(int(value))]
+        elif label == "Used GPU Memory" and gpu.processes:
+            gpu.processes[-1].used_mib = _int(value)
 
 
 def parse_nvml_probe(
@@ -301,9 +384,13 @@ def _merge_gpus(facts: HostFacts, gpus: list[GpuHost], where: str) -> None:
     for new in gpus:
         gpu = _gpu(facts, new.index)
         for name in ("name", "uuid", "pci_bus_id", "fabric_state", "fabric_status", "pcie_gen",
-                     "pcie_gen_max", "pcie_width", "pcie_width_max", "memory_mib"):  # fmt: skip
+                     "pcie_gen_max", "pcie_width", "pcie_width_max", "memory_mib",
+                     "clock_reasons", "sm_clock_mhz", "app_clock_mhz", "app_clock_default_mhz",
+                     "max_clock_mhz", "processes"):  # fmt: skip
             if getattr(gpu, name) in (None, "") and getattr(new, name) not in (None, ""):
                 setattr(gpu, name, getattr(new, name))
+        for counter, value in new.clock_held_ns.items():
+            gpu.clock_held_ns.setdefault(counter, value)
         for number, link in new.links.items():
             known = gpu.links.setdefault(number, link)
             if known is not link:  # fill what the earlier capture lacked (version, counters)
@@ -311,6 +398,10 @@ def _merge_gpus(facts: HostFacts, gpus: list[GpuHost], where: str) -> None:
                 for name, value in link.errors.items():
                     known.errors.setdefault(name, value)
     facts.origins.setdefault("gpus", where)
+    if any(g.clock_reasons is not None or g.clock_held_ns for g in gpus):
+        facts.origins.setdefault("clocks", where)
+    if any(g.processes is not None for g in gpus):
+        facts.origins.setdefault("processes", where)
     if any(g.fabric_state for g in gpus):
         facts.origins.setdefault("fabric", where)
 

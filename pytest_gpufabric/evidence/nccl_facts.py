@@ -84,6 +84,12 @@ class Comm:
     summary: Source | None = None  # "comm ... nRanks ... nNodes ..." (2.20+)
     init_complete: Source | None = None
     nvls_channels: int | None = None
+    # How many channels NCCL runs, and how many its graph search found paths for: fewer run
+    # than found means a limit (NCCL_MAX_NCHANNELS, NCCL_MAX_CTAS) cut them.
+    coll_channels: Counted | None = None  # "24 coll channels, ..., 32 p2p channels, ..."
+    p2p_channels: int | None = None  # from the same line
+    rings: Counted | None = None  # the first "Channel 00/24 : 0 1 2 3" (rank 0 only): 24
+    searched: Counted | None = None  # the graph search of most channels ("Pattern ... nChannels")
 
 
 class Fact(NamedTuple):
@@ -91,6 +97,13 @@ class Fact(NamedTuple):
 
     value: str
     where: Source
+
+
+class Counted(NamedTuple):
+    """A number read from a line, and the line's message (to quote it)."""
+
+    number: int
+    line: Fact
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from .nccl_facts import (
     Comm,
     Connection,
+    Counted,
     Fact,
     NcclLog,
     OfiInit,
@@ -34,8 +35,8 @@ from .nccl_facts import (
 )
 
 __all__ = [  # the records are re-exported: callers import a log and its parts from here
-    "Comm", "Connection", "Fact", "NcclLog", "OfiInit", "Process", "ProcessLog", "Source",
-    "Warning_", "looks_like_nccl", "parse_files", "parse_text",
+    "Comm", "Connection", "Counted", "Fact", "NcclLog", "OfiInit", "Process", "ProcessLog",
+    "Source", "Warning_", "looks_like_nccl", "parse_files", "parse_text",
 ]  # fmt: skip
 
 # --- line shapes ----------------------------------------------------------------------------
@@ -72,9 +73,12 @@ _INIT = re.compile(
 )
 _ENV = re.compile(r"(NCCL_[A-Z0-9_]+) set by environment to (.*?)\.?\s*$")
 _PATTERN = re.compile(
-    r"Pattern \d+, crossNic \d+, nChannels \d+, bw [\d.]+/[\d.]+, type (\w+)/(\w+)"
+    r"Pattern \d+, crossNic \d+, nChannels (\d+), bw [\d.]+/[\d.]+, type (\w+)/(\w+)"
 )
-_CHANNELS = re.compile(r"(\d+) coll channels, (?:\d+ collnet channels, )?(\d+) nvls channels")
+_CHANNELS = re.compile(
+    r"(\d+) coll channels, (?:\d+ collnet channels, )?(\d+) nvls channels(?:, (\d+) p2p channels)?"
+)
+_RINGS = re.compile(r"Channel 00/(\d+) :(?: \d+)+\s*$")  # rank 0's ring layout, not a connection
 _NVLS = re.compile(r"NVLS multicast support is (not )?available on dev (\d+)")
 _OFI_INIT = re.compile(r"NET/OFI Initializing aws-ofi-nccl (\S+)")
 _OFI_LIBFABRIC = re.compile(r"NET/OFI Using Libfabric version (\d+\.\d+)")
@@ -164,6 +168,8 @@ class _Parser:
         if message.startswith(("Channel ", "CollNet ")):
             if " via " in message:
                 self._connection(proc, message, where)
+            elif message.startswith("Channel 00/"):
+                self._rings(proc, message, where)
             return
         entry = self.process(proc, dev)
         if message.startswith("comm ") or (message.startswith("nccl") and " - Init " in message):
@@ -194,12 +200,24 @@ class _Parser:
         elif message.startswith("Pattern "):
             match = _PATTERN.match(message)
             if match:
-                entry.graph_paths.append(Fact(f"{match[1]}/{match[2]}", where))
+                entry.graph_paths.append(Fact(f"{match[2]}/{match[3]}", where))
+                comm = self._last_comm.get(proc)
+                found = int(match[1])
+                if comm is not None and (comm.searched is None or found > comm.searched.number):
+                    comm.searched = Counted(found, Fact(message.strip(), where))
         elif " coll channels" in message:
             match = _CHANNELS.match(message)
             comm = self._last_comm.get(proc)
             if match and comm is not None:
                 comm.nvls_channels = int(match[2])
+                comm.coll_channels = Counted(int(match[1]), Fact(message.strip(), where))
+                comm.p2p_channels = None if match[3] is None else int(match[3])
+
+    def _rings(self, proc: Process, message: str, where: Source) -> None:
+        match = _RINGS.match(message)
+        comm = self._last_comm.get(proc)
+        if match and comm is not None and comm.rings is None:
+            comm.rings = Counted(int(match[1]), Fact(message.strip(), where))
 
     def _comm_line(self, entry: ProcessLog, message: str, where: Source) -> None:
         summary = _SUMMARY.match(message)

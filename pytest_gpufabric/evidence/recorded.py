@@ -253,6 +253,13 @@ def _collective(name: str) -> Collective | None:
         return None
 
 
+def nccl_tests_measurements(path: Path, text: str) -> list[RecordedMeasurement]:
+    """The measurements of one nccl-tests stdout (benchmarks/nccl_compare.py)."""
+    run = RecordedRun(path.parent)
+    _nccl_tests_text(run, path, text)
+    return run.measurements
+
+
 def _nccl_tests_text(run: RecordedRun, path: Path, text: str) -> bool:
     op: Collective | None = None
     ranks: list[RecordedDevice] = []

@@ -19,6 +19,7 @@ from .evidence.nccl_log import NcclLog
 from .judge import properties
 from .judge.bandwidth import judge_busbw, judge_correctness, judge_latency
 from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
+from .judge.diagnosis import diagnose, render
 from .judge.host import per_node
 from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement
@@ -28,6 +29,7 @@ from .profiles.model import HostExpectations, NcclExpectations
 from .runs import SPLIT
 from .session.cases import (
     LATENCY_ITERS,
+    SPLIT_COLLECTIVES,
     BandwidthCase,
     CorrectnessCase,
     LatencyCase,
@@ -206,8 +208,16 @@ class Fabric:
         self._settle(judgement, session.test_context())
 
     def _why_slow(self, plan: RunPlan) -> str:
-        """The probable causes of a bandwidth shortfall in ``plan``'s pool (judge/diagnosis.py)."""
-        return ""
+        """The probable causes of a bandwidth shortfall, from ``plan``'s pool's NCCL logs and
+        the hosts read again now, while its ranks still run (judge/diagnosis.py). Variables
+        the pool sets itself (an isolation run's) are causes on purpose, ranked lower."""
+        __tracebackhide__ = True
+        session = self.session
+        log = self.pool(plan).nccl_log() if session.world.backend == "nccl" else NcclLog()
+        hosts = session.host_evidence(fresh=True)
+        own = set(plan.env) | {name for env in plan.rank_env(session.world.nranks) for name in env}
+        pids = {h.pid for h in self.pool(plan).hello if h.pid}
+        return render(diagnose(log, hosts, own, rank_pids=pids or None))
 
     def check_latency(self, case: LatencyCase) -> None:
         """Time per call of a small collective in the main run, against the profile's latency
@@ -344,21 +354,34 @@ class Fabric:
         if profile is not None:
             warmup, iters = profile.warmup, profile.iters
             repeats, timing = profile.repeats, profile.timing
-        call = Call(case.collective, case.nbytes, world.dtype, warmup, iters,
-                    repeats=repeats, timing=timing_method(timing, case.nbytes))  # fmt: skip
-        # The pool already running first: one pool start per case, not two.
+
+        def call(collective: Collective) -> Call:
+            size = split_case(collective, profile, world.backend).nbytes
+            return Call(collective, size, world.dtype, warmup, iters,
+                        repeats=repeats, timing=timing_method(timing, size))  # fmt: skip
+
+        # Every case's side measured in one visit of each pool (the pool already running
+        # first): two pool starts for all cases instead of two per case.
+        calls = [call(c) for c in SPLIT_COLLECTIVES]
         order = (split, one) if session.running_pool == split.name else (one, split)
-        sides = {plan.name: self._side(plan, call) for plan in order}
+        sides = {plan.name: self._side(plan, calls, call(case.collective)) for plan in order}
         name = session.profile_name
         judgement = judge_split(sides[one.name], sides[split.name], case.limit, name)
         self._settle(judgement, session.test_context())
 
-    def _side(self, plan: RunPlan, call: Call) -> Side:
-        """``call`` measured in ``plan``'s pool, with that pool's NCCL logs (after it: NCCL
-        logs a connection when it first uses it)."""
+    def _side(self, plan: RunPlan, calls: list[Call], wanted: Call) -> Side:
+        """``wanted`` measured in ``plan``'s pool, with that pool's NCCL logs (after it: NCCL
+        logs a connection when it first uses it); the first request measures every call of
+        ``calls`` and keeps them for the later ones."""
         __tracebackhide__ = True
-        measured = self._measure(plan, call)
-        log = self.pool(plan).nccl_log() if self.session.world.backend == "nccl" else None
+        kept = self.session.kept_sides
+        if (plan.name, wanted) not in kept:
+            todo = [wanted, *(c for c in calls if c != wanted)]
+            results = {c: self._measure(plan, c) for c in todo}
+            nccl = self.session.world.backend == "nccl"
+            log = self.pool(plan).nccl_log() if nccl else None
+            kept.update({(plan.name, c): (m, log) for c, m in results.items()})
+        measured, log = kept[(plan.name, wanted)]
         return Side(plan.name, plan.describe(), measured, log)
 
     def check_pod_spec(self) -> None:

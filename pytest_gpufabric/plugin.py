@@ -22,6 +22,7 @@ from .profiles.model import ProfileError
 from .report.json_report import write_reports
 from .report.terminal import header_lines, summary_lines
 from .runs import ISOLATION_RUNS
+from .session.cases import SPLIT_COLLECTIVES
 from .session.records import TestRecord
 from .session.session import FabricSession
 from .session.world import choose_profile
@@ -34,7 +35,7 @@ LAZY_ERROR_KEY = pytest.StashKey[str]()
 CASE_FIXTURES = (
     "gpufabric_correctness_case", "gpufabric_bandwidth_case", "gpufabric_nccl_check",
     "gpufabric_host_check", "gpufabric_isolation_run", "gpufabric_isolation_case",
-    "gpufabric_latency_case",
+    "gpufabric_latency_case", "gpufabric_split_collective",
 )  # fmt: skip
 FIXTURES = ("gpufabric", "gpufabric_session", *CASE_FIXTURES)
 
@@ -223,6 +224,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "gpufabric_isolation_run": lambda: ISOLATION_RUNS,
         "gpufabric_isolation_case": session.isolation_cases,
         "gpufabric_latency_case": session.latency_cases,
+        "gpufabric_split_collective": lambda: [c.value for c in SPLIT_COLLECTIVES],
     }
     for name in wanted:
         values = cases[name]()
@@ -232,16 +234,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # Suites run node checks first (they start the rank pool), then correctness, bandwidth, the
 # NCCL evidence checks when the collectives have made NCCL connect everything, the host
-# checks (NVLink counters compared after the main run's traffic), and the isolation runs
-# last, each run's path check before its bandwidth so that every pool starts once.
+# checks (NVLink counters compared after the main run's traffic), the split-cost comparison
+# (its first case measures every baseline while the main pool still runs), and the isolation
+# runs last, each run's path check before its bandwidth so that every pool starts once.
 _ORDER = {
     "gpufabric_correctness_case": 1,
     "gpufabric_bandwidth_case": 2,
     "gpufabric_latency_case": 2,
     "gpufabric_nccl_check": 3,
     "gpufabric_host_check": 4,
-    "gpufabric_isolation_run": 5,
-    "gpufabric_isolation_case": 5,
+    "gpufabric_split_collective": 5,
+    "gpufabric_isolation_run": 6,
+    "gpufabric_isolation_case": 6,
 }
 
 

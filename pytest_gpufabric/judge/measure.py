@@ -130,8 +130,8 @@ def from_results(
         nbytes=results[0].nbytes,
         dtype=dtype,
         nranks=len(results),
-        warmup=warmup,
-        iters=iters,
+        warmup=results[0].warmup or warmup,  # what the ranks made (a slow call: fewer)
+        iters=results[0].iters or iters,
         rank_median_ms=medians,
         checked=results[0].checked,
         mismatches=sum(r.mismatches for r in results),

@@ -76,8 +76,10 @@ class JobResult:
     mismatches: int = 0
     first_mismatch: FirstMismatch | None = None
     recorded: str | None = None  # a replayed result: where it was recorded
-    method: str = ""  # how it was timed (rank/ops.py TIMING): "graph", "loop", "host"
+    method: str = ""  # how it was timed (rank/ops.py): "graph", "loop", "host"
     note: str = ""  # why the method differs from the one asked for
+    warmup: int = 0  # warm-up calls made, and calls per timed loop (0: as the job asked;
+    iters: int = 0  # a slow call gets shorter loops, rank/ops.py LOOP_BUDGET_S)
 
 
 @dataclass(frozen=True)

@@ -148,14 +148,32 @@ LOOP = "loop"  # the loop launched from Python per repeat, CUDA events around it
 HOST = "host"  # the host clock around the loop (gloo on CPU blocks in every call)
 
 
+# A timed loop stops growing at this length: once one call takes more than budget / iters
+# (1 GiB over TCP sockets takes ~0.4 s), fewer calls per loop lose no accuracy (the launch
+# cost is nothing next to the call) and a loop of 20 would take the gate minutes.
+LOOP_BUDGET_S = 0.25
+
+
+@dataclass(frozen=True)
+class Timed:
+    times_ms: list[float]  # per repeat: the loop's time per call
+    method: str
+    note: str  # why the method differs from the one asked for
+    warmup: int  # warm-up calls made (the budget probe's two included)
+    iters: int  # calls per loop
+
+
 def time_loops(
-    fn: Callable[[], None], warmup: int, iters: int, repeats: int, timing: str, cuda: bool
-) -> tuple[list[float], str, str]:
-    """(milliseconds per iteration of each repeat, the method used, why it differs from
-    ``timing``). nccl-tests' method: ``warmup`` calls, then ``iters`` calls back to back timed
-    as a whole, so a per-call launch cost overlaps the previous call as it does in a training
-    step; per-call events would add it to every sample (issue 11: 0.23 of nccl-tests' busbw
-    at 1 MiB). A graph removes the Python launch cost altogether (nccl-tests ``-G``)."""
+    fn: Callable[[], None], timing: Timing, cuda: bool, device: torch.device
+) -> Timed:
+    """nccl-tests' method: warm-up calls, then loops of calls back to back, each loop timed as
+    a whole, so a call's launch cost overlaps the previous call as it does in a training
+    step (per-call events add it to every sample: issue 11 measured 0.23 of nccl-tests'
+    busbw at 1 MiB that way). A graph removes the Python launch cost altogether (nccl-tests
+    ``-G``). Slow calls get shorter loops (LOOP_BUDGET_S), agreed by all ranks."""
+    repeats = max(timing.repeats, 1)
+    warmup, iters = _budget(fn, timing.warmup, timing.iters, cuda, device)
+    made = warmup + 2
     if not cuda:
         for _ in range(warmup):
             fn()
@@ -165,15 +183,34 @@ def time_loops(
             for _ in range(iters):
                 fn()
             times.append((time.perf_counter() - t0) * 1e3 / iters)
-        return times, HOST, ""
-    if timing == GRAPH:
+        return Timed(times, HOST, "", made, iters)
+    if timing.method == GRAPH:
         try:
-            return _time_graph(fn, warmup, iters, repeats), GRAPH, ""
+            return Timed(_time_graph(fn, warmup, iters, repeats), GRAPH, "", made, iters)
         except RuntimeError as exc:  # capture refused: time it launched from Python instead
             torch.cuda.synchronize()
             note = f"CUDA graph capture failed ({str(exc).splitlines()[0][:160]})"
-            return _time_loop(fn, 0, iters, repeats), LOOP, note
-    return _time_loop(fn, warmup, iters, repeats), LOOP, ""
+            return Timed(_time_loop(fn, 0, iters, repeats), LOOP, note, made, iters)
+    return Timed(_time_loop(fn, warmup, iters, repeats), LOOP, "", made, iters)
+
+
+def _budget(
+    fn: Callable[[], None], warmup: int, iters: int, cuda: bool, device: torch.device
+) -> tuple[int, int]:
+    """(warm-up calls still to make, calls per loop): two warm-up calls, the second timed
+    (the first may connect), the slowest rank's time agreed by an all_reduce (every rank
+    must make the same number of calls)."""
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    slowest = torch.tensor([time.perf_counter() - t0], dtype=torch.float32, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    fit = max(1, int(LOOP_BUDGET_S / max(float(slowest.item()), 1e-9)))
+    return max(min(warmup, fit) - 2, 0), max(min(iters, fit), 1)
 
 
 def _events() -> tuple[torch.cuda.Event, torch.cuda.Event]:
@@ -245,12 +282,7 @@ def run_collective(
     buffers.fill(layout, rank, modulus)
     fn = operation(layout, buffers, rank)
     cuda = device.type == "cuda"
-    times: list[float] = []
-    method = note = ""
-    if timing.iters:
-        times, method, note = time_loops(
-            fn, timing.warmup, timing.iters, max(timing.repeats, 1), timing.method, cuda
-        )
+    timed = time_loops(fn, timing, cuda, device) if timing.iters else None
     checked, mismatches, first = 0, 0, None
     if verify:
         buffers.fill(layout, rank, modulus)
@@ -259,6 +291,7 @@ def run_collective(
     del buffers, fn
     if cuda:
         torch.cuda.synchronize()
+    times = timed.times_ms if timed else []
     return JobResult(
         nbytes=layout.nbytes,
         times_ms=tuple(times),
@@ -266,6 +299,8 @@ def run_collective(
         checked=checked,
         mismatches=mismatches,
         first_mismatch=first,
-        method=method,
-        note=note,
+        method=timed.method if timed else "",
+        note=timed.note if timed else "",
+        warmup=timed.warmup if timed else 0,
+        iters=timed.iters if timed else 0,
     )

@@ -57,6 +57,8 @@ class FabricSession:
         self._hosts = Hosts(launcher, world.nodes)
         self._artifacts: Path | None = settings.artifacts.value
         self._first_pool_done = False
+        # Split-cost sides measured ahead (fabric.py): (pool, call) -> (measurement, its log)
+        self.kept_sides: dict[tuple[str, Call], tuple[Measurement, NcclLog | None]] = {}
 
     @classmethod
     def build(cls, settings: Settings, catalogue: Catalogue, launcher: Launcher) -> FabricSession:

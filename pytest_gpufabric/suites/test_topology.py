@@ -5,12 +5,8 @@ profile sets it, reported otherwise. Needs a main run on one NCCL node with >= 2
 
 from __future__ import annotations
 
-import pytest
-
-from pytest_gpufabric import SPLIT_COLLECTIVES, Fabric
-from pytest_gpufabric.collectives import Collective
+from pytest_gpufabric import Fabric
 
 
-@pytest.mark.parametrize("collective", SPLIT_COLLECTIVES, ids=lambda c: c.value)
-def test_split_cost(gpufabric: Fabric, collective: Collective) -> None:
-    gpufabric.check_split_cost(collective)
+def test_split_cost(gpufabric: Fabric, gpufabric_split_collective: str) -> None:
+    gpufabric.check_split_cost(gpufabric_split_collective)

@@ -25,7 +25,7 @@ from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement
 from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
-from .profiles.model import HostExpectations, NcclExpectations
+from .profiles.model import HostExpectations, Profile
 from .runs import SPLIT
 from .session.cases import (
     LATENCY_ITERS,
@@ -193,8 +193,10 @@ class Fabric:
         __tracebackhide__ = True
         self._claim(bandwidth_key(case))
         session = self.session
-        reason = session.bandwidth_skip_reason(case)
         profile, floor, plan = session.world.profile, case.floor, session.plan(case.run)
+        if profile is not None and profile.implied and floor is None and plan is not None:
+            self._measure_only(case, plan, profile)
+        reason = session.bandwidth_skip_reason(case)
         if reason or profile is None or floor is None or plan is None:
             asked = profile is not None and floor is not None
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
@@ -206,6 +208,27 @@ class Fabric:
         measured = self._measure(plan, call)
         judgement = judge_busbw(measured, floor, profile.name, lambda: self._why_slow(plan))
         self._settle(judgement, session.test_context())
+
+    def _measure_only(self, case: BandwidthCase, plan: RunPlan, profile: Profile) -> NoReturn:
+        """busbw of a node no profile fits: measured and reported, nothing to judge it by."""
+        __tracebackhide__ = True
+        world = self.session.world
+        if world.nranks < 2:
+            self._skip("1 rank: bus bandwidth needs at least 2 ranks")
+        self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, case.kind))
+        timing = timing_method(profile.timing, case.nbytes)
+        call = Call(case.collective, case.nbytes, world.dtype, profile.warmup, profile.iters,
+                    repeats=profile.repeats, timing=timing)  # fmt: skip
+        measured = self._measure(plan, call)
+        judgement = judge_correctness(measured)
+        self.record([*properties.of_measurement(measured), *self.session.test_context()])
+        if not judgement.passed:
+            _fail(judgement.message)
+        self._skip(
+            f"{measured.label}: busbw {measured.busbw_gbps:.1f} GB/s; no floor: "
+            f"{world.profile_reason}",
+            Skip.NOT_ASKED,
+        )
 
     def _why_slow(self, plan: RunPlan) -> str:
         """The probable causes of a bandwidth shortfall, from ``plan``'s pool's NCCL logs and
@@ -240,7 +263,7 @@ class Fabric:
                                       session.main_plan.nodes, "latency"))  # fmt: skip
         measured = self._measure(None, call)
         ceiling = case.ceiling
-        if profile is None:
+        if profile is None or profile.implied:
             why = f"no instance profile ({world.profile_reason}): nothing to judge it against"
         elif world.nnodes > 1:
             why, ceiling = (
@@ -328,8 +351,8 @@ class Fabric:
         world = self.session.world
         if world.backend != "nccl":
             self._skip("gloo backend: NCCL is not used on this run", Skip.NOT_APPLICABLE)
-        expectations = world.profile.nccl if world.profile is not None else NcclExpectations()
         log = self.nccl_evidence()
+        expectations = self.session.nccl_expectations()
         self._settle(
             self._without_profile(CHECKS[check](log, expectations)),
             self.session.test_context(),

@@ -49,21 +49,20 @@ def test_auto_picks_the_h200_lab_profile(h200_node: Inventory) -> None:
     assert all(s.bandwidth_skip_reason(c) is None for c in s.bandwidth_cases())
 
 
-def test_auto_on_an_unknown_node_lists_the_candidates(h200_node: Inventory) -> None:
+def test_auto_on_a_node_no_profile_fits_judges_its_hardware(h200_node: Inventory) -> None:
+    """No longer a usage error (issue 11): the node is judged by what its hardware implies,
+    and the reason still names the nearest profiles."""
     two = Inventory(h200_node.gpus[:2], "580", "vm", None, None)
-    with pytest.raises(SettingError) as info:
-        session(two)
-    message = str(info.value)
-    assert message.startswith(
-        "--gpufabric-instance auto: no profile fits this node (2 × NVIDIA H200 (140.4 GiB) from "
-        "NVML on this node); closest: "
+    world = session(two).world
+    assert world.profile is not None
+    assert world.profile.implied
+    assert world.profile.name == "hardware-implied"
+    assert (world.profile.gpu_count, world.profile.gpu_model) == (2, "NVIDIA H200")
+    assert world.profile_reason.startswith(
+        "auto: no profile fits this node (2 × NVIDIA H200; closest: "
     )
-    assert "hgx-h200-4gpu expects 4 GPUs, this node shows 2" in message
-    assert message.endswith(
-        "Add a profile (docs/profiles.md) or pass --gpufabric-instance NAME (or "
-        "GPUFABRIC_INSTANCE), or set GPUFABRIC_NODE_INSTANCE_TYPE from the node label "
-        "node.kubernetes.io/instance-type"
-    )
+    assert "hgx-h200-4gpu expects 4 GPUs, this node shows 2" in world.profile_reason
+    assert world.profile_reason.endswith("; judged by what its hardware implies")
 
 
 def test_unknown_instance_type_names_its_source(h200_node: Inventory) -> None:

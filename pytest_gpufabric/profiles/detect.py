@@ -35,7 +35,13 @@ HOW_TO_CHOOSE = (
 
 
 class DetectionError(Exception):
-    """No profile, or more than one, fits this node; ``str()`` lists the candidates."""
+    """No profile, or more than one, fits this node; ``str()`` lists the candidates.
+    ``none_fits``: the hardware fits no profile (rather than several, or a named type)."""
+
+    def __init__(self, message: str, *, none_fits: bool = False, closest: str = "") -> None:
+        super().__init__(message)
+        self.none_fits = none_fits
+        self.closest = closest  # the nearest profiles and how the node differs
 
 
 @dataclass(frozen=True)
@@ -147,5 +153,7 @@ def detect(catalogue: Catalogue, node: NodeFacts) -> Detection:
     raise DetectionError(
         f"--gpufabric-instance auto: no profile fits this node ({seen})"
         + (f"; closest: {hint}" if hint else f"; known: {', '.join(catalogue.names())}")
-        + f". Add a profile (docs/profiles.md) or {HOW_TO_CHOOSE}"
+        + f". Add a profile (docs/profiles.md) or {HOW_TO_CHOOSE}",
+        none_fits=True,
+        closest=hint,
     )

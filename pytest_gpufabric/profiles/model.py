@@ -62,7 +62,8 @@ class Expectation:
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        # Line 0: not from a file (implied.py: "the hardware of <node>").
+        return f"{self.file}:{self.line}" if self.line else str(self.file)
 
     def cite(self) -> str:
         return f"{self.key} in {self.where}; source: {self.source}"
@@ -206,6 +207,7 @@ class Profile:
     repeats: int = 3  # timed loops of ``iters`` calls per measurement (their spread is kept)
     timing: str = "auto"  # TIMINGS
     latency: tuple[Ceiling, ...] = ()  # section latency; empty: measured, not judged
+    implied: bool = False  # no profile fits the node: expectations from its hardware (implied.py)
 
     @property
     def backend(self) -> str:

@@ -52,4 +52,7 @@ def summary_lines(session: FabricSession, certification: Certification | None) -
         lines.append(f"per-rank NCCL logs and output: {session.artifacts}")
     if certification is not None:
         lines += certification.lines()
+    profile = session.world.profile
+    if profile is not None and profile.implied:
+        lines.append(f"make a profile of this node from this run: {session.floors_command()}")
     return lines

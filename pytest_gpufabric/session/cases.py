@@ -88,6 +88,10 @@ def split_case(collective: Collective, profile: Profile | None, backend: str) ->
     return SplitCase(collective, SPLIT_SIZE.get(backend, 1 << 20), limit)
 
 
+# busbw of a node no profile fits (profiles/implied.py): the sizes of the shipped profiles.
+IMPLIED_SIZES = (1 << 20, 16 << 20, 256 << 20, 1 << 30)
+
+
 def bandwidth_key(case: BandwidthCase) -> str:
     """The certification key of a floor: its section and case (one id may be in two sections)."""
     return f"bandwidth/{case.kind}/{case.id}"
@@ -98,6 +102,8 @@ def bandwidth_cases(profile: Profile | None, nodes: int) -> list[BandwidthCase]:
     the ranks span several NCCL nodes."""
     kind = main_kind(nodes)
     run = profile.runs.get(kind) if profile is not None else None
+    if profile is not None and profile.implied:  # measured at the sizes floors usually have
+        return [BandwidthCase(c, n, None, kind) for c in ALL_COLLECTIVES for n in IMPLIED_SIZES]
     if run is None or not run.floors:
         return [BandwidthCase(c, 1 << 20, None, kind) for c in ALL_COLLECTIVES]
     return [BandwidthCase(f.collective, f.nbytes, f, kind) for f in run.floors]

@@ -20,6 +20,8 @@ from ..judge.measure import Measurement
 from ..launch.protocol import Launcher, RankPool
 from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
+from ..profiles.implied import implied_nccl
+from ..profiles.model import NcclExpectations
 from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS
 from ..settings import Settings
 from ..units import format_size
@@ -94,6 +96,12 @@ class FabricSession:
 
     def bandwidth_cases(self) -> list[BandwidthCase]:
         return bandwidth_cases(self.world.profile, self.world.nnodes)
+
+    def floors_command(self) -> str:
+        """The command that turns this run's report into a profile (docs/profiles.md)."""
+        report = self.settings.json.value
+        source = report or (self._artifacts / "report.json" if self._artifacts else "REPORT.json")
+        return f"python -m pytest_gpufabric.floors {source} --name NAME > NAME.yaml"
 
     def latency_cases(self) -> list[LatencyCase]:
         return latency_cases(self.world.profile)
@@ -212,6 +220,17 @@ class FabricSession:
             evidence.append((node.name, HostEvidence(facts, before, ranks)))
         return evidence
 
+    def nccl_expectations(self) -> NcclExpectations:
+        """The profile's NCCL expectations; for a node no profile fits, what its hardware
+        implies (profiles/implied.py: read from the hosts, so only once a pool ran)."""
+        profile = self.world.profile
+        if profile is None:
+            return NcclExpectations()
+        if not profile.implied:
+            return profile.nccl
+        facts = [ev.facts for _, ev in self.host_evidence(fresh=False)]
+        return implied_nccl(profile, self.world.nodes, facts)
+
     # --- the verdict -----------------------------------------------------------------------
 
     def demands(self) -> list[Demand]:
@@ -257,11 +276,19 @@ class FabricSession:
         demands += split_demands(profile, self.world)
         if self.world.backend == "nccl":
             empty = NcclLog()
+            nccl = self.nccl_expectations() if self._hosts.before or not profile.implied else None
             demands += [
                 Demand(f"nccl/{name}", f"NCCL check {name}")
                 for name, judge in CHECKS.items()
-                if judge(empty, profile.nccl).skip is not Skip.NOT_ASKED
+                if nccl is not None and judge(empty, nccl).skip is not Skip.NOT_ASKED
             ]
+        if profile.implied:
+            demands.append(Demand(
+                "bandwidth/floors",
+                f"busbw floors for {profile.gpu_count} × {profile.gpu_model}",
+                "no profile fits this node, so nothing judges its bandwidth: make one from "
+                f"this run ({self.floors_command()})",
+            ))  # fmt: skip
         nothing = HostEvidence(HostFacts("nothing read yet"))
         demands += [
             Demand(f"host/{name}", f"host check {name}")

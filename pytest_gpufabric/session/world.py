@@ -12,6 +12,7 @@ from ..evidence.node import Node
 from ..launch.protocol import Launcher
 from ..profiles.catalogue import Catalogue
 from ..profiles.detect import DetectionError, detect, facts_of
+from ..profiles.implied import implied_profile
 from ..profiles.model import Profile
 from ..settings import SettingError, Settings
 
@@ -70,7 +71,13 @@ def choose_profile(
     try:
         found = detect(catalogue, facts_of(node))
     except DetectionError as exc:
-        raise SettingError(str(exc)) from None
+        if not exc.none_fits:
+            raise SettingError(str(exc)) from None
+        # A GPU node no profile fits is still judged: by what its own hardware implies.
+        fingerprint = f"{len(inventory.gpus)} × {inventory.gpu_model}"
+        closest = f"; closest: {exc.closest}" if exc.closest else ""
+        why = f"auto: no profile fits this node ({fingerprint}{closest})"
+        return implied_profile(node, why), f"{why}; judged by what its hardware implies"
     return found.profile, found.how
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .causes import ranks_text
 from .protocol import RankFailure, RankProblem
 from .wire import (
     Exit,
@@ -55,10 +56,6 @@ class RankWatch(Protocol):
 
     def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
         """(file, last lines) of the rank's output and NCCL log."""
-
-
-def ranks_text(ranks: Sequence[int]) -> str:
-    return f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
 
 
 @dataclass
@@ -288,22 +285,26 @@ class RankServer:
         problems = [self._problem(r, replies.get(r)) for r in failed]
         self.broken = f"{what}: {summary}"
         notes = [f"connection refused: {note}" for note in self.refused]
-        raise RankFailure(self.pool, what, summary, problems, notes)
+        joined = self.hello or [r.hello for r in replies.values() if isinstance(r, Ready)]
+        versions = {h.rank: f"torch {h.torch}" + (f", NCCL {h.nccl}" if h.nccl else "")
+                    for h in joined}  # fmt: skip
+        raise RankFailure(self.pool, what, summary, problems, notes, versions)
 
     def _problem(self, rank: int, reply: Message | None) -> RankProblem:
+        logs = self.watch.logs(rank)
         if isinstance(reply, Failed):
-            state = f"error: {reply.error}"
+            report = f"{reply.error}\n{reply.traceback}"
+            return RankProblem(rank, f"error: {reply.error}", logs, report)
+        ended = self.watch.exited(rank)
+        if ended is not None:
+            return RankProblem(rank, f"no reply: {ended}", logs, ended=True)
+        if rank not in self._ranks:
+            state = f"no reply: {self.watch.describe(rank)}, never connected to the controller"
+        elif self._ranks[rank].closed:
+            state = f"no reply: {self.watch.describe(rank)}, its connection closed"
         else:
-            ended = self.watch.exited(rank)
-            if ended is not None:
-                state = f"no reply: {ended}"
-            elif rank not in self._ranks:
-                state = f"no reply: {self.watch.describe(rank)}, never connected to the controller"
-            elif self._ranks[rank].closed:
-                state = f"no reply: {self.watch.describe(rank)}, its connection closed"
-            else:
-                state = f"no reply: {self.watch.describe(rank)}"
-        return RankProblem(rank, state, self.watch.logs(rank))
+            state = f"no reply: {self.watch.describe(rank)}"
+        return RankProblem(rank, state, logs)
 
     def close(self) -> None:
         if self._closed:

@@ -17,6 +17,16 @@ from typing import Protocol
 from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
 from ..evidence.node import Node
+from .causes import (
+    QUOTE_CHARS,
+    Evidence,
+    RankText,
+    classify,
+    cut_native_frames,
+    head_lines,
+    rank_line,
+    versions_cause,
+)
 from .wire import Job, JobResult, RankHello
 
 POOL_SCHEMA = "pytest-gpufabric-pool/1"
@@ -66,10 +76,13 @@ class RankProblem:
     rank: int
     state: str  # "no reply: exited on signal SIGKILL", "error: ...", "no reply: process 9 alive"
     logs: Sequence[tuple[Path, str]] = ()  # (file, its last lines)
+    report: str = ""  # what the rank reported in full: its exception, then its traceback
+    ended: bool = False  # its process ended without reporting an error
 
 
 class RankFailure(Exception):
-    """Some ranks did not finish a job. ``str()`` names them, says why and shows their logs."""
+    """Some ranks did not finish a job. ``str()`` says why first (each recognised cause, its
+    remedy and evidence: launch/causes.py), then names the ranks and shows their logs."""
 
     def __init__(
         self,
@@ -78,27 +91,56 @@ class RankFailure(Exception):
         summary: str,
         problems: Sequence[RankProblem],
         notes: Sequence[str] = (),
+        versions: Mapping[int, str] | None = None,
     ) -> None:
         self.pool = pool
         self.what = what
-        self.summary = summary
+        self.summary = summary  # one line, reused as such (a pool that is down says it)
         self.problems = tuple(problems)
         self.notes = tuple(notes)  # what else the controller saw (connections it refused)
+        self.verdicts = classify([_rank_text(p) for p in self.problems])
+        found = versions_cause(versions or {})
+        self.extra_causes = (found,) if found else ()  # ranks that joined with other versions
         super().__init__(self.render())
 
     @property
     def ranks(self) -> list[int]:
         return [p.rank for p in self.problems]
 
+    @property
+    def cause(self) -> str | None:
+        """The first recognised cause in one line ("rank 0: ..."), None when none was."""
+        for verdict in self.verdicts:
+            if verdict.cause is not None:
+                return f"rank {verdict.rank}: {verdict.cause.cause}"
+        return self.extra_causes[0].cause if self.extra_causes else None
+
     def render(self) -> str:
         lines = [f"rank pool {self.pool!r}: {self.what}: {self.summary}"]
-        lines += [f"  rank {p.rank}: {p.state}" for p in self.problems]
+        lines += [f"  {line}" for line in head_lines(self.verdicts, self.extra_causes, _where)]
+        for problem, verdict in zip(self.problems, self.verdicts, strict=True):
+            lines.append(f"  rank {problem.rank}: {rank_line(verdict, problem.state)}")
         lines += [f"  {note}" for note in self.notes]
         for problem in self.problems:
             for path, tail in problem.logs:
                 lines.append(f"--- rank {problem.rank}: last lines of {path}")
-                lines.append(tail.rstrip("\n") or "(empty)")
+                lines.append(cut_native_frames(tail).rstrip("\n") or "(empty)")
         return "\n".join(lines)
+
+
+def _rank_text(problem: RankProblem) -> RankText:
+    return RankText(problem.rank, problem.report or problem.state, problem.logs, problem.ended)
+
+
+def _where(evidence: Evidence) -> str:
+    """The evidence's file and its line in that file (a log's tail starts somewhere inside)."""
+    path = Path(evidence.path or "")
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    found = [n for n, line in enumerate(lines, 1) if line.strip()[:QUOTE_CHARS] == evidence.text]
+    return f"{path}:{found[-1]}" if found else str(path)
 
 
 class EvidenceMissing(Exception):

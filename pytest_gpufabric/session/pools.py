@@ -39,6 +39,11 @@ class PoolDown(Exception):
     """The pool for this run failed earlier in the session; the message says where."""
 
 
+def _why(exc: RankFailure) -> str:
+    """The failure in one line, with its recognised cause (launch/causes.py) if any."""
+    return f"{exc.summary}; {exc.cause}" if exc.cause else exc.summary
+
+
 def _dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
@@ -82,7 +87,7 @@ class Pools:
         try:
             self._pool = self.launcher.start(spec)
         except RankFailure as exc:
-            self._down[key] = f"{requester} (start-up: {exc.summary})"
+            self._down[key] = f"{requester} (start-up: {_why(exc)})"
             raise
         except Exception as exc:  # a launcher's own error: once, not once per test
             self._down[key] = f"{requester} (start-up: {type(exc).__name__}: {exc})"
@@ -107,7 +112,7 @@ class Pools:
         try:
             results = pool.run(job, what)
         except RankFailure as exc:
-            self._down[self._key or DEFAULT] = f"{requester} ({what}: {exc.summary})"
+            self._down[self._key or DEFAULT] = f"{requester} ({what}: {_why(exc)})"
             self.close()
             raise
         self.timed_collectives += c.iters > 0

@@ -202,7 +202,7 @@ class Fabric:
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
                        Skip.NOT_ASKED)  # fmt: skip
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
-        timing = timing_method(profile.timing, case.nbytes)
+        timing = timing_method(profile.timing, case.nbytes, case.collective)
         call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters,
                     repeats=profile.repeats, timing=timing)  # fmt: skip
         measured = self._measure(plan, call)
@@ -216,7 +216,7 @@ class Fabric:
         if world.nranks < 2:
             self._skip("1 rank: bus bandwidth needs at least 2 ranks")
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, case.kind))
-        timing = timing_method(profile.timing, case.nbytes)
+        timing = timing_method(profile.timing, case.nbytes, case.collective)
         call = Call(case.collective, case.nbytes, world.dtype, profile.warmup, profile.iters,
                     repeats=profile.repeats, timing=timing)  # fmt: skip
         measured = self._measure(plan, call)
@@ -257,8 +257,9 @@ class Fabric:
         warmup, repeats, timing = 5, 3, "auto"
         if profile is not None:
             warmup, repeats, timing = profile.warmup, profile.repeats, profile.timing
+        method = timing_method(timing, case.nbytes, case.collective)
         call = Call(case.collective, case.nbytes, world.dtype, warmup, LATENCY_ITERS,
-                    repeats=repeats, timing=timing_method(timing, case.nbytes))  # fmt: skip
+                    repeats=repeats, timing=method)  # fmt: skip
         self.record(properties.of_run(session.main_plan.name, session.main_plan.describe(),
                                       session.main_plan.nodes, "latency"))  # fmt: skip
         measured = self._measure(None, call)
@@ -380,8 +381,9 @@ class Fabric:
 
         def call(collective: Collective) -> Call:
             size = split_case(collective, profile, world.backend).nbytes
+            method = timing_method(timing, size, collective)
             return Call(collective, size, world.dtype, warmup, iters,
-                        repeats=repeats, timing=timing_method(timing, size))  # fmt: skip
+                        repeats=repeats, timing=method)  # fmt: skip
 
         # Every case's side measured in one visit of each pool (the pool already running
         # first): two pool starts for all cases instead of two per case.

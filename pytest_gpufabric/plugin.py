@@ -21,7 +21,7 @@ from .profiles.catalogue import describe, load_catalogue
 from .profiles.model import ProfileError
 from .report.json_report import write_reports
 from .report.terminal import header_lines, summary_lines
-from .runs import ISOLATION_RUNS
+from .runs import DEFAULT, ISOLATION_RUNS, SPLIT
 from .session.cases import SPLIT_COLLECTIVES
 from .session.records import TestRecord
 from .session.session import FabricSession
@@ -268,6 +268,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if uses and SESSION_KEY not in config.stash and SETTINGS_KEY in config.stash:
         _build_session(config)  # a usage error now, not a fixture error per test
     items.sort(key=_order)  # stable: every other order is kept
+    if SESSION_KEY in config.stash:
+        config.stash[SESSION_KEY].pool_order = _pool_order(items)
+
+
+def _pool_order(items: Sequence[pytest.Item]) -> list[str]:
+    """The rank pools the tests will ask for, in order, each run once (prestart's plan)."""
+    order: list[str] = []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "gpufabric" not in names:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        case = params.get("gpufabric_isolation_case")
+        run = case.run if case is not None else params.get("gpufabric_isolation_run")
+        pools = (
+            [run]
+            if run
+            else [DEFAULT, SPLIT]
+            if "gpufabric_split_collective" in names
+            else [DEFAULT]
+        )
+        order += [p for p in pools if p not in order]
+    return order
 
 
 class _SessionHooks:

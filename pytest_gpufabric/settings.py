@@ -87,6 +87,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default="600",
     ),
     OptionSpec(
+        "prestart",
+        "auto|on|off",
+        "Start the next rank pool's processes (spawn, import torch; no GPU touched until its "
+        "turn) while the current pool measures, so that the gate waits less for pool starts. "
+        "auto: on for NCCL runs, off for gloo on CPU (a few cores are better left to the "
+        "measuring ranks). Launchers that cannot start ahead ignore it. Default: auto",
+        default="auto",
+    ),
+    OptionSpec(
         "launcher",
         "NAME",
         "Where the ranks run: local (processes on this machine), replay (set by "
@@ -242,6 +251,7 @@ class Settings:
     thresholds: Setting[tuple[Path, ...]]
     replay: Setting[Path | None]
     podspec: Setting[Path | None] = Setting(None, "default")
+    prestart: Setting[str] = Setting("auto", "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -296,6 +306,13 @@ def _name(text: str) -> str:
     if not text or not all(c.isalnum() or c in "-_." for c in text):
         raise ValueError("must be a name (letters, digits, - _ .)")
     return text
+
+
+def _prestart(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    return value
 
 
 def _instance(text: str) -> str:
@@ -434,6 +451,7 @@ def resolve(
         thresholds=thresholds,
         replay=replay,
         podspec=path("podspec"),
+        prestart=defaulted("prestart", _prestart),
     )
 
 

@@ -74,6 +74,10 @@ class ScriptedLauncher:
                               [RankProblem(1, "no reply: exited with code 1")])  # fmt: skip
         return ScriptedPool(spec, self.script)
 
+    def prestart(self, spec: PoolSpec) -> bool:
+        """Nothing to start ahead."""
+        return False
+
     def close(self) -> None:
         pass
 

@@ -109,8 +109,8 @@ def test_hung_rank_fails_within_the_timeout(tmp_path: Path) -> None:
 class _NeverJoins(LocalPool):
     """Rank 1 is frozen the moment it is spawned: it never reaches the rendezvous."""
 
-    def _spawn(self, rank: int) -> _Rank:
-        spawned = super()._spawn(rank)
+    def _spawn(self, rank: int, hold: bool = False) -> _Rank:
+        spawned = super()._spawn(rank, hold)
         if rank == 1:
             os.kill(spawned.process.pid, signal.SIGSTOP)
         return spawned
@@ -233,3 +233,32 @@ def _ports(pid: int, state: str, *, local: bool) -> set[int]:
                     address = fields[1] if local else fields[2]
                     ports.add(int(address.rsplit(":", 1)[1], 16))
     return ports
+
+
+def test_a_pool_started_ahead_waits_then_runs_with_the_same_processes(tmp_path: Path) -> None:
+    """--gpufabric-prestart: the ranks are spawned early and hold before the rendezvous (and
+    before any GPU is touched) for as long as it takes; start() then uses those processes.
+    A rank that is not held gives up waiting for its rendezvous after the start-up deadline
+    (6 s here); held ones are still there after 15 s."""
+    launcher = LocalLauncher()
+    ahead = dataclasses.replace(spec(tmp_path), startup_timeout=6.0)
+    assert launcher.prestart(ahead)
+    held = launcher._held["default"]
+    time.sleep(15)
+    assert [r.process.poll() for r in held._ranks] == [None, None]
+    started = launcher.start(ahead)
+    assert started is held
+    assert sorted(h.pid for h in started.hello) == sorted(held.pids)
+    results = started.run(job(Collective.ALL_REDUCE), "all_reduce after a held start")
+    assert [r.mismatches for r in results] == [0, 0]
+    started.close()
+    assert wait_gone(started.pids)
+
+
+def test_a_pool_started_ahead_and_never_used_is_killed_at_close(tmp_path: Path) -> None:
+    launcher = LocalLauncher()
+    assert launcher.prestart(spec(tmp_path))
+    pids = launcher._held["default"].pids
+    assert all(not gone(p) for p in pids)
+    launcher.close()
+    assert wait_gone(pids)

@@ -272,3 +272,16 @@ def test_shipped_suites_run_from_the_installed_package(pytester: pytest.Pytester
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*test_node.py::test_ranks_joined", "52 tests collected*"])
+
+
+def test_the_next_pool_is_started_ahead_when_asked(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """--gpufabric-prestart on (auto keeps it off for gloo): the split pool's ranks are spawned
+    while the main pool measures, and the split-cost comparison runs on them."""
+    report_json = tmp_path / "report.json"
+    result = pytester.runpytest(
+        str(SUITES / "test_topology.py"), "-p", "no:cacheprovider", "-rs",
+        "--gpufabric-instance=auto", "--gpufabric-prestart=on", f"--gpufabric-json={report_json}",
+    )  # fmt: skip
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(["*all_reduce 1MiB (float32, 2 ranks): split into 2 NCCL hosts*"])
+    assert json.loads(report_json.read_text())["run"]["pools_started_ahead"] == "split"

@@ -77,6 +77,7 @@ class LocalLauncher:
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self._node: Node | None = None
+        self._held: dict[str, LocalPool] = {}  # pools started ahead, by name
 
     def nodes(self, *, detect: bool) -> Sequence[Node]:
         if self._node is None or (detect and self._node.rdma is None):
@@ -93,7 +94,11 @@ class LocalLauncher:
         return collect([g.index for g in node.inventory.gpus])
 
     def start(self, spec: PoolSpec) -> LocalPool:
-        pool = LocalPool(spec, self.environ)
+        held = self._held.pop(spec.name, None)
+        if held is not None and held.spec != spec:
+            held.kill()
+            held = None
+        pool = held or LocalPool(spec, self.environ)
         try:
             pool.start()
         except BaseException:
@@ -101,8 +106,25 @@ class LocalLauncher:
             raise
         return pool
 
+    def prestart(self, spec: PoolSpec) -> bool:
+        """Spawn the pool's ranks now; they import torch and wait for their go (rank/worker.py
+        GPUFABRIC_RANK_HELD) before touching a GPU."""
+        if spec.name in self._held:
+            return True
+        pool = LocalPool(spec, self.environ)
+        try:
+            pool.spawn(hold=True)
+        except BaseException:
+            pool.kill()
+            raise
+        self._held[spec.name] = pool
+        return True
+
     def close(self) -> None:
-        """Nothing is held between pools."""
+        """Pools started ahead and never used are killed."""
+        for pool in self._held.values():
+            pool.kill()
+        self._held.clear()
 
 
 @dataclass
@@ -120,6 +142,7 @@ class LocalPool:
         self.environ = environ
         self._ranks: list[_Rank] = []
         self._killed = False
+        self._spawned = False
         self.server = RankServer(spec.name, spec.nranks, self)
 
     @property
@@ -130,17 +153,24 @@ class LocalPool:
     def pids(self) -> list[int]:
         return [r.process.pid for r in self._ranks]
 
-    def start(self) -> None:
+    def spawn(self, *, hold: bool) -> None:
+        """The rank processes; ``hold``: they wait, imports done, until :meth:`start`."""
+        self._spawned = True
         self.spec.directory.mkdir(parents=True, exist_ok=True)
         # Tells a later replay which run these logs belong to.
         (self.spec.directory / POOL_FILE).write_text(
             json.dumps(self.spec.record(), indent=1) + "\n"
         )
         for rank in range(self.spec.nranks):
-            self._ranks.append(self._spawn(rank))
+            self._ranks.append(self._spawn(rank, hold))
+
+    def start(self) -> None:
+        """Spawn the ranks (unless they were, ahead) and wait until every one joined."""
+        if not self._spawned:
+            self.spawn(hold=False)
         self.server.start(self.spec.startup_timeout)
 
-    def _spawn(self, rank: int) -> _Rank:
+    def _spawn(self, rank: int, hold: bool = False) -> _Rank:
         spec = self.spec
         env = rank_environment(
             self.environ,
@@ -156,6 +186,8 @@ class LocalPool:
             log_dir=spec.directory,
         )
         env["GPUFABRIC_RANK_PARENT"] = str(os.getpid())  # ranks die with pytest (rank/channel.py)
+        if hold:
+            env["GPUFABRIC_RANK_HELD"] = "1"
         out_path = spec.directory / f"rank{rank}.out.log"
         log = out_path.open("wb")
         process = subprocess.Popen(

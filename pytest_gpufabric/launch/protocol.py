@@ -188,5 +188,9 @@ class Launcher(Protocol):
     def start(self, spec: PoolSpec) -> RankPool:
         """Start ``spec.nranks`` ranks and wait until all joined; RankFailure otherwise."""
 
+    def prestart(self, spec: PoolSpec) -> bool:
+        """Begin what a later :meth:`start` of the same spec needs (processes, imports) without
+        touching a GPU, while another pool runs; False when this launcher cannot."""
+
     def close(self) -> None:
         """Release whatever the launcher holds (pools are closed by their owner)."""

@@ -57,6 +57,10 @@ class ReplayLauncher:
             )
         return ReplayPool(spec, self.run)
 
+    def prestart(self, spec: PoolSpec) -> bool:
+        """Nothing to start ahead."""
+        return False
+
     def close(self) -> None:
         """Nothing runs."""
 

@@ -34,6 +34,8 @@ from ..launch.wire import (
 )
 from .channel import Channel, die_with_parent
 
+HELD_S = 7 * 24 * 3600.0  # a held rank waits for its go as long as its controller lives
+
 
 class Rank:
     """This process's member of the process group."""
@@ -51,19 +53,23 @@ class Rank:
         self.backend = environ["GPUFABRIC_RANK_BACKEND"]
         startup = timedelta(seconds=float(environ["GPUFABRIC_RANK_STARTUP_TIMEOUT"]))
         job = timedelta(seconds=float(environ["GPUFABRIC_RANK_JOB_TIMEOUT"]))
-        if self.backend == "nccl":
-            torch.cuda.set_device(self.local_rank)
-            self.device = torch.device("cuda", self.local_rank)
-        else:
-            self.device = torch.device("cpu")
-        t1 = time.perf_counter()
         if self.rank == 0:  # the kernel picks the port: nothing can take it in between
             addr = environ.get("GPUFABRIC_RANK_ADDR") or socket.gethostname()
             self.store = TCPStore(
                 addr, 0, self.world_size, True, timeout=startup, wait_for_workers=False
             )
             channel.send(StoreReady(addr, self.store.port))
-        where = channel.wait_for(Rendezvous, startup.total_seconds())
+        # No GPU is touched before the controller says go (Rendezvous): a pool started ahead
+        # (GPUFABRIC_RANK_HELD, launch/local.py prestart) waits here, imports done, while
+        # another pool measures; the controller's start deadline counts from its go.
+        held = environ.get("GPUFABRIC_RANK_HELD") == "1"
+        where = channel.wait_for(Rendezvous, HELD_S if held else startup.total_seconds())
+        t1 = time.perf_counter()
+        if self.backend == "nccl":
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
         if self.rank != 0:
             self.store = TCPStore(where.addr, where.port, self.world_size, False,
                                        timeout=startup)  # fmt: skip

@@ -5,6 +5,7 @@ skipped with a pointer to the test that saw it break."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,21 +61,15 @@ class Pools:
         self._next_job = 0
         self.main_hello: Sequence[RankHello] = ()  # what the main run's ranks reported
         self.timed_collectives = 0  # collectives timed in this session
+        self.ahead: list[str] = []  # pools the launcher was asked to start ahead, and did
 
     @property
     def current(self) -> str | None:
         """The plan name of the pool running now, if any."""
         return self._key
 
-    def get(self, plan: RunPlan, directory: Path, requester: str) -> RankPool:
-        """The running pool of ``plan`` (artifacts in ``directory``), started on first use."""
-        key = plan.name
-        if key in self._down:
-            raise PoolDown(f"rank pool {key!r} is down since {self._down[key]}")
-        if self._pool is not None and self._key == key:
-            return self._pool
-        self.close()
-        spec = PoolSpec(
+    def _spec(self, plan: RunPlan, directory: Path) -> PoolSpec:
+        return PoolSpec(
             name=plan.name,
             nranks=self.nranks,
             backend=self.backend,
@@ -84,6 +79,28 @@ class Pools:
             env=dict(plan.env),
             rank_env=plan.rank_env(self.nranks),
         )
+
+    def prestart(self, plan: RunPlan, directory: Path) -> None:
+        """Have the launcher begin ``plan``'s pool ahead (--gpufabric-prestart), while the
+        current one measures. Best effort: a pool that cannot start fails when it is due."""
+        setting = self.settings.prestart.value
+        if setting == "off" or (setting == "auto" and self.backend != "nccl"):
+            return
+        if plan.name in self._down or plan.name == self._key:
+            return
+        with contextlib.suppress(Exception):
+            if plan.name not in self.ahead and self.launcher.prestart(self._spec(plan, directory)):
+                self.ahead.append(plan.name)
+
+    def get(self, plan: RunPlan, directory: Path, requester: str) -> RankPool:
+        """The running pool of ``plan`` (artifacts in ``directory``), started on first use."""
+        key = plan.name
+        if key in self._down:
+            raise PoolDown(f"rank pool {key!r} is down since {self._down[key]}")
+        if self._pool is not None and self._key == key:
+            return self._pool
+        self.close()
+        spec = self._spec(plan, directory)
         try:
             self._pool = self.launcher.start(spec)
         except RankFailure as exc:

@@ -22,7 +22,7 @@ from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
 from ..profiles.implied import implied_nccl
 from ..profiles.model import NcclExpectations
-from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS
+from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS, SPLIT
 from ..settings import Settings
 from ..units import format_size
 from .cases import (
@@ -36,7 +36,7 @@ from .cases import (
     latency_cases,
 )
 from .hosts import Hosts
-from .plans import RunPlan, default_plan, isolation_plan
+from .plans import RunPlan, default_plan, isolation_plan, split_plan
 from .pools import Call, Pools
 from .records import Records
 from .split import split_demands
@@ -59,6 +59,9 @@ class FabricSession:
         self._hosts = Hosts(launcher, world.nodes)
         self._artifacts: Path | None = settings.artifacts.value
         self._first_pool_done = False
+        # The pools the collected tests need, in test order (plugin.py): the next one can be
+        # started ahead (pools.py prestart).
+        self.pool_order: list[str] = []
         # Split-cost sides measured ahead (fabric.py): (pool, call) -> (measurement, its log)
         self.kept_sides: dict[tuple[str, Call], tuple[Measurement, NcclLog | None]] = {}
 
@@ -170,7 +173,26 @@ class FabricSession:
             if self.world.backend == "nccl":
                 self._hosts.read("before", self._artifacts)
         directory = self._artifacts or self.replay_of or Path()
-        return self._pools.get(plan, directory, requester)
+        pool = self._pools.get(plan, directory, requester)
+        later = self._after(plan.name)
+        if later is not None:
+            self._pools.prestart(later, directory)
+        return pool
+
+    def _after(self, name: str) -> RunPlan | None:
+        """The plan of the pool the tests need after ``name``'s (pool_order), if any."""
+        if name not in self.pool_order:
+            return None
+        for following in self.pool_order[self.pool_order.index(name) + 1 :]:
+            plan = self.plan_named(following) if following != name else None
+            if plan is not None:
+                return plan
+        return None
+
+    def plan_named(self, name: str) -> RunPlan | None:
+        if name == SPLIT:
+            return split_plan(self.world.nranks)
+        return self.plan(name)
 
     def run(self, pool: RankPool, call: Call, *, requester: str) -> Measurement | None:
         """``call`` on every rank of ``pool`` (see pools.py); a pool that fails stays down."""
@@ -370,6 +392,8 @@ class FabricSession:
         placed = self.launcher.rank_nodes()
         if placed is not None:
             facts["rank_nodes"] = ",".join(placed)
+        if self._pools.ahead:  # spawned while another pool measured (--gpufabric-prestart)
+            facts["pools_started_ahead"] = ",".join(self._pools.ahead)
         return facts
 
     def node_facts(self) -> list[dict[str, Any]]:

@@ -117,6 +117,10 @@ class KubernetesLauncher:
             raise
         return pool
 
+    def prestart(self, spec: PoolSpec) -> bool:
+        """Not yet: pods of the next pool would compete for the nodes' GPUs (requests)."""
+        return False
+
     def close(self) -> None:
         if self._closed:
             return

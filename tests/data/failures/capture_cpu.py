@@ -55,8 +55,8 @@ class FrozenAtSpawn(LocalPool):
 
     frozen: tuple[int, ...] = ()
 
-    def _spawn(self, rank: int) -> _Rank:
-        spawned = super()._spawn(rank)
+    def _spawn(self, rank: int, hold: bool = False) -> _Rank:
+        spawned = super()._spawn(rank, hold)
         if rank in self.frozen:
             os.kill(spawned.process.pid, signal.SIGSTOP)
         return spawned

@@ -123,7 +123,7 @@ def _section_lines(
         f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
         f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
         f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
-        f"{len(chosen)} runs, median of {props.get('iters', '?')} iterations, slowest rank"
+        f"{len(chosen)} runs, {_method(props)}, slowest rank"
     )
     lines = [
         f"  {section}:",
@@ -144,6 +144,54 @@ def _section_lines(
     return lines, props
 
 
+def _method(props: Mapping[str, Any]) -> str:
+    if props.get("repeats"):
+        return (f"median of {props['repeats']} timed loops of {props.get('iters', '?')} calls "
+                f"({props.get('timing', '?')})")  # fmt: skip
+    return f"median of {props.get('iters', '?')} iterations"
+
+
+# A latency ceiling is this much above the slowest run: small messages vary more from run
+# to run than bandwidth does (2 × H200: up to 1.3× between runs, docs/validation.md run K).
+LATENCY_FACTOR = 1.5
+
+
+def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> list[str]:
+    """The ``latency`` section from the latency tests of one-node runs; [] without any."""
+    chosen = reports_for(reports, INTRA_NODE)
+    samples: dict[tuple[Collective, int], list[float]] = {}
+    props: dict[str, Any] = {}
+    for report in chosen:
+        for test in report.get("tests", []):
+            found = test.get("properties", {})
+            measured = properties.read(found)
+            time_us = found.get(properties.TIME_US)
+            if measured is None or time_us is None or test.get("outcome") == "error":
+                continue
+            samples.setdefault((measured.collective, measured.nbytes), []).append(float(time_us))
+            props = props or dict(found)
+    if not samples:
+        return []
+    run = run_facts(chosen[0])
+    torch = run.get("rank_torch_version") or run.get("torch_version", "?")
+    source = (
+        f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
+        f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
+        f"NCCL {run.get('nccl_version', '?')}) with pytest-gpufabric: {len(chosen)} runs, "
+        f"{_method(props)}, slowest rank"
+    )
+    lines = ["latency:", f"  source: {json.dumps(source, ensure_ascii=False)}",
+             f"  margin: \"ceiling = {LATENCY_FACTOR:g} × the slowest run, whole µs up\"",
+             "  ceilings:"]  # fmt: skip
+    for collective in ALL_COLLECTIVES:
+        entries = [f"{format_size(n)}: {math.ceil(max(v) * LATENCY_FACTOR)}"
+                   for (c, n), v in sorted(samples.items(), key=lambda kv: kv[0][1])
+                   if c is collective]  # fmt: skip
+        if entries:
+            lines.append(f"    {collective.value}: {{{', '.join(entries)}}}")
+    return lines
+
+
 def render(
     reports: Sequence[dict[str, Any]],
     *,
@@ -153,11 +201,14 @@ def render(
     description: str | None = None,
     sections: Sequence[str] = (INTRA_NODE,),
     extends: str | None = None,
+    section_margins: Mapping[str, Sequence[tuple[int, float]]] | None = None,
 ) -> str:
     """A profile file for the node the reports were measured on, with the floors of the
     given bandwidth sections. With ``extends`` it is an overlay: only ``name``, ``extends``
     and the floors (an overlay named after its parent replaces that shipped profile)."""
-    bodies = [_section_lines(reports, section, host_label, margins) for section in sections]
+    own = section_margins or {}
+    bodies = [_section_lines(reports, section, host_label, own.get(section, margins))
+              for section in sections]  # fmt: skip
     props = bodies[0][1]
     run = run_facts(reports[0])
     lines = [f"name: {name}"]
@@ -172,6 +223,11 @@ def render(
             f"  model: {run['gpu_model']}",
             f"  count: {run['gpu_count']}",
         ]
+    parent = load_catalogue().get(extends) if extends else None
+    if parent is not None and int(run.get("gpu_count", 0)) != parent.gpu_count:
+        # Measured on another GPU count than the parent's: the parent's other floors do not
+        # hold here, so they are removed rather than inherited.
+        lines.append(f"gpu: {{count: {run['gpu_count']}}}")
     lines.append("bandwidth:")
     if not extends:
         lines += [
@@ -179,8 +235,14 @@ def render(
             f"  warmup: {props.get('warmup', 5)}",
             f"  iters: {props.get('iters', 20)}",
         ]
+        if props.get("repeats"):
+            lines.append(f"  repeats: {props['repeats']}")
     for body, _ in bodies:
         lines += body
+    if parent is not None and int(run.get("gpu_count", 0)) != parent.gpu_count:
+        lines += [f"  {kind}: null  # {parent.name}'s are for {parent.gpu_count} GPUs"
+                  for kind in parent.runs if kind not in sections]  # fmt: skip
+    lines += latency_lines(reports, host_label)
     return "\n".join(lines) + "\n"
 
 
@@ -241,9 +303,7 @@ def read_report(path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(
-        prog="python -m pytest_gpufabric.floors", description=__doc__.split("\n\n")[0]
-    )
+    parser = _Parser(prog="python -m pytest_gpufabric.floors", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "reports", nargs="+", type=Path, help="--gpufabric-json reports of healthy runs"
     )
@@ -258,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--margins", type=_margins, default=DEFAULT_MARGINS,
         help="e.g. 256MiB=0.9,16MiB=0.8,0=0.5",
+    )  # fmt: skip
+    parser.add_argument(
+        "--section-margins", action="append", default=[], metavar="SECTION:MARGINS",
+        help="margins for one section, e.g. network_only:0=0.5 (sockets vary 2x run to run)",
     )  # fmt: skip
     parser.add_argument(
         "--section",
@@ -281,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"--extends {args.extends}: no shipped profile has that name (an overlay must "
                 "extend one; python -m pytest_gpufabric.catalogue list shows them)"
             )
+        section_margins = {}
+        for item in args.section_margins:
+            section, _, spec = item.partition(":")
+            if section not in RUN_KINDS:
+                raise ValueError(f"--section-margins {item}: {section!r} is not one of "
+                                 f"{', '.join(RUN_KINDS)}")  # fmt: skip
+            section_margins[section] = parse_margins(spec)
         reports = [read_report(path) for path in args.reports]
         text = render(
             reports,
@@ -290,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             description=args.description,
             sections=args.section or [INTRA_NODE],
             extends=args.extends,
+            section_margins=section_margins,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -202,7 +202,7 @@ class Fabric:
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
                        Skip.NOT_ASKED)  # fmt: skip
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
-        timing = timing_method(profile.timing, case.nbytes, case.collective)
+        timing = timing_method(profile.timing, case.nbytes)
         call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters,
                     repeats=profile.repeats, timing=timing)  # fmt: skip
         measured = self._measure(plan, call)
@@ -216,7 +216,7 @@ class Fabric:
         if world.nranks < 2:
             self._skip("1 rank: bus bandwidth needs at least 2 ranks")
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, case.kind))
-        timing = timing_method(profile.timing, case.nbytes, case.collective)
+        timing = timing_method(profile.timing, case.nbytes)
         call = Call(case.collective, case.nbytes, world.dtype, profile.warmup, profile.iters,
                     repeats=profile.repeats, timing=timing)  # fmt: skip
         measured = self._measure(plan, call)
@@ -257,7 +257,7 @@ class Fabric:
         warmup, repeats, timing = 5, 3, "auto"
         if profile is not None:
             warmup, repeats, timing = profile.warmup, profile.repeats, profile.timing
-        method = timing_method(timing, case.nbytes, case.collective)
+        method = timing_method(timing, case.nbytes)
         call = Call(case.collective, case.nbytes, world.dtype, warmup, LATENCY_ITERS,
                     repeats=repeats, timing=method)  # fmt: skip
         self.record(properties.of_run(session.main_plan.name, session.main_plan.describe(),
@@ -381,7 +381,7 @@ class Fabric:
 
         def call(collective: Collective) -> Call:
             size = split_case(collective, profile, world.backend).nbytes
-            method = timing_method(timing, size, collective)
+            method = timing_method(timing, size)
             return Call(collective, size, world.dtype, warmup, iters,
                         repeats=repeats, timing=method)  # fmt: skip
 

@@ -143,3 +143,36 @@ def test_floors_bad_input_is_one_line_naming_it(
     assert err.count("\n") == 1, err  # one line, no usage block, no traceback
     want = f"python -m pytest_gpufabric.floors: error: {message.format(**fill)}"
     assert fnmatch.fnmatch(err.strip(), want), err
+
+
+K = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-K"
+LAB2 = Path(__file__).parent.parent / "validation" / "profiles-lab2" / "h200-2gpu-lab.yaml"
+
+
+def test_the_2gpu_lab_overlay_is_what_its_three_runs_give(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Floors, latency ceilings and the overlay's form (another GPU count than its parent:
+    gpu.count set, the parent's other sections removed) from the tool, as committed."""
+    argv = [
+        *(str(K / f"healthy{i}" / "report.json") for i in (1, 2, 3)),
+        "--name", "h200-2gpu-lab", "--extends", "hgx-h200-4gpu",
+        "--host-label", "nvidia-h200-x2 (2×H200 NVSwitch VM)",
+        "--section", "intra_node", "--section", "network_only", "--section", "nvlink_only",
+        "--section-margins", "network_only:0=0.5",
+        "--section-margins", "nvlink_only:256MiB=0.9,0=0.5",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    body = LAB2.read_text().split("\nname: ", 1)[1]
+    assert capsys.readouterr().out == "name: " + body
+    assert "gpu: {count: 2}\n" in body
+    assert "  inter_node: null  # hgx-h200-4gpu's are for 4 GPUs\n" in body
+    assert "    all_reduce: {8B: 28, 1KiB: 30, 64KiB: 27}\n" in body  # 1.5 × the slowest run
+
+
+def test_section_margins_must_name_a_section(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([str(K / "healthy1" / "report.json"), "--name", "x", "--section-margins", "nope:0=1"])
+    assert "'nope' is not one of intra_node, inter_node, network_only, nvlink_only" in (
+        capsys.readouterr().err
+    )

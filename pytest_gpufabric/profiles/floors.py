@@ -123,7 +123,7 @@ def _section_lines(
         f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
         f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
         f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
-        f"{len(chosen)} runs, {_method(props)}, slowest rank"
+        f"{len(chosen)} runs, {_method(props, _timings(chosen, pool, latency=False))}"
     )
     lines = [
         f"  {section}:",
@@ -144,11 +144,23 @@ def _section_lines(
     return lines, props
 
 
-def _method(props: Mapping[str, Any]) -> str:
+def _method(props: Mapping[str, Any], timings: set[str] | None = None) -> str:
+    """How the runs timed it; ``timings``: every method the section's tests used."""
     if props.get("repeats"):
+        used = " and ".join(sorted(timings or {str(props.get("timing", "?"))}))
         return (f"median of {props['repeats']} timed loops of {props.get('iters', '?')} calls "
-                f"({props.get('timing', '?')})")  # fmt: skip
-    return f"median of {props.get('iters', '?')} iterations"
+                f"({used}), slowest rank")  # fmt: skip
+    return f"median of {props.get('iters', '?')} iterations, slowest rank"
+
+
+def _timings(reports: Sequence[dict[str, Any]], pool: str, latency: bool) -> set[str]:
+    found = set()
+    for report in reports:
+        for test in report.get("tests", []):
+            p = test.get("properties", {})
+            if ("time_us" in p) == latency and p.get("timing") and p.get("run", DEFAULT) == pool:
+                found.add(str(p["timing"]))
+    return found
 
 
 # A latency ceiling is this much above the slowest run: small messages vary more from run
@@ -178,7 +190,7 @@ def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> 
         f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
         f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
         f"NCCL {run.get('nccl_version', '?')}) with pytest-gpufabric: {len(chosen)} runs, "
-        f"{_method(props)}, slowest rank"
+        f"{_method(props, _timings(chosen, DEFAULT, latency=True))}"
     )
     lines = ["latency:", f"  source: {json.dumps(source, ensure_ascii=False)}",
              f"  margin: \"ceiling = {LATENCY_FACTOR:g} × the slowest run, whole µs up\"",

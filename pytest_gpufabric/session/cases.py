@@ -156,22 +156,19 @@ def latency_cases(profile: Profile | None) -> list[LatencyCase]:
     return [LatencyCase(c, n, ceiling_for(ceilings, c, n)) for c, n in ordered]
 
 
-# bandwidth.timing "auto": a CUDA graph below these sizes, calls launched back to back from
-# them. Measured on 2 × H200 against nccl-tests (docs/validation.md, run K): at 1 and 4 MiB
-# the Python launch cost of each call is most of the call (loop: 0.36-0.58 of nccl-tests'
-# busbw; graph: 0.92-1.7); from 16 MiB the launch overlaps the previous call and a loop
-# matches nccl-tests (0.97-1.10) where a graph is a little slower (0.92-1.04). sendrecv's
-# batched send and receive cost more to launch: a loop reaches 0.82 at 16 MiB, a graph 0.93.
+# bandwidth.timing "auto": a CUDA graph below this size, calls launched back to back from it.
+# Measured on 2 × H200 against nccl-tests, median of 3 rounds (docs/validation.md, run K): at
+# 1 and 4 MiB the Python launch cost of each call is most of the call (loop: 0.25-0.78 of
+# nccl-tests' busbw; graph: 0.91-1.39); from 16 MiB the launch overlaps the previous call and
+# a loop matches nccl-tests (0.98-1.08) where a graph is a little slower (0.90-1.03).
 GRAPH_BELOW = 16 << 20
-GRAPH_BELOW_SENDRECV = 64 << 20
 
 
-def timing_method(setting: str, nbytes: int, collective: Collective | None = None) -> str:
+def timing_method(setting: str, nbytes: int) -> str:
     """The method a rank is asked to time with (rank/ops.py; CPU ranks use the host clock)."""
     if setting != "auto":
         return setting
-    below = GRAPH_BELOW_SENDRECV if collective is Collective.SENDRECV else GRAPH_BELOW
-    return "graph" if nbytes < below else "loop"
+    return "graph" if nbytes < GRAPH_BELOW else "loop"
 
 
 def correctness_cases(backend: str, dtype: str, nranks: int) -> list[CorrectnessCase]:

@@ -1,0 +1,64 @@
+"""Replays of the 2 × H200 runs of docs/validation.md run K (timing as nccl-tests, latency,
+a node no profile fits): the verdicts the live runs gave, from their bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+K = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-K"
+LAB2 = REPO / "validation" / "profiles-lab2"
+
+
+def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest(
+        str(REPO / "suites"), "-p", "no:cacheprovider", "-rs",
+        f"--gpufabric-replay={K / 'healthy1'}", f"--gpufabric-thresholds={LAB2}",
+        "--gpufabric-instance=h200-2gpu-lab",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "CERTIFIED: every check and floor that profile h200-2gpu-lab asks for was judged and "
+            "passed (97 tests)"
+        ]
+    )
+    assert result.ret == 0
+    result.assert_outcomes(passed=97, skipped=8)
+
+
+def test_latency_over_its_ceiling_says_by_how_much(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    tight = tmp_path / "h200-2gpu-tight.yaml"
+    tight.write_text(
+        "name: h200-2gpu-tight\nextends: h200-2gpu-lab\nlatency:\n  source: a test, a tenth of "
+        "the lab ceiling\n  ceilings:\n    all_reduce: {8B: 2.8}\n"
+    )
+    result = pytester.runpytest(
+        str(REPO / "suites" / "test_latency.py"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={K / 'healthy1'}", f"--gpufabric-thresholds={LAB2}",
+        f"--gpufabric-thresholds={tight}", "--gpufabric-instance=h200-2gpu-tight",
+    )  # fmt: skip
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines([
+        "all_reduce 8B (bfloat16, 2 ranks): * µs per call is *% above the ceiling of 2.8 µs (*×)",
+        f"  ceiling: 2.8 µs from {tight}:6 (profile h200-2gpu-tight)",
+    ])  # fmt: skip
+
+
+def test_p2p_off_on_a_node_no_profile_fits_fails_naming_shm(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        str(REPO / "suites" / "test_transports.py"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={K / 'noprofile-p2p-off'}", "--gpufabric-instance=auto",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines([
+        "12 of 12 connections between ranks of one node use SHM/direct/direct, not P2P*",
+        "  expected: P2P between every pair of ranks on one node (nccl.intra_node.transport in "
+        "the hardware of vm; source: implied by the hardware: NVML reports NVLink and P2P "
+        "read/write OK between every GPU pair*",
+    ])  # fmt: skip
+    assert result.ret == 1

@@ -24,7 +24,6 @@ mkdir -p "$W"
 exec > >(tee -a "$W/console.log") 2>&1
 export PYTHONUNBUFFERED=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHONPATH="$TREE"
 stage() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
-pack() { (cd "$W" && tar czf "$1.tgz" "${@:2}" 2>/dev/null && rm -rf "${@:2}"); }
 BUILD=/tmp/nt/build
 
 # gate LABEL [pytest args...]: every suite; JSON $W/LABEL.json, bundle $W/LABEL/
@@ -121,9 +120,10 @@ EOF
       stage "ours vs nccl-tests, $rounds rounds"
       export LD_LIBRARY_PATH=/tmp/ncclhome/lib:${LD_LIBRARY_PATH:-}
       python3 benchmarks/nccl_compare.py --nccl-tests "$BUILD" --rounds "$rounds" --out "$W/compare"
-      (cd "$W" && tar czf compare.tgz compare --exclude='artifacts-*' && rm -rf compare) ;;
-    pack)
-      pack bundles healthy1 healthy2 healthy3 healthy-noprestart nchannels1 bogus-ifname tiny-shm noprofile noprofile-p2p-off ;;
+      (cd "$W" && tar czf compare.tgz --exclude='artifacts-*' compare && rm -rf compare) ;;
+    pack)  # everything but the console in one file: the device tool returns only a few
+      (cd "$W" && tar czf results.tgz --exclude=results.tgz --exclude=console.log . &&
+        find . -mindepth 1 -maxdepth 1 ! -name results.tgz ! -name console.log ! -name '*.tgz' -exec rm -rf {} +) ;;
   esac
 done
 stage done

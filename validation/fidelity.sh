@@ -122,8 +122,9 @@ EOF
       python3 benchmarks/nccl_compare.py --nccl-tests "$BUILD" --rounds "$rounds" --out "$W/compare"
       (cd "$W" && tar czf compare.tgz --exclude='artifacts-*' compare && rm -rf compare) ;;
     pack)  # everything but the console in one file: the device tool returns only a few
-      (cd "$W" && tar czf results.tgz --exclude=results.tgz --exclude=console.log . &&
-        find . -mindepth 1 -maxdepth 1 ! -name results.tgz ! -name console.log ! -name '*.tgz' -exec rm -rf {} +) ;;
+      tar czf /tmp/results.tgz -C "$W" --exclude=console.log --exclude='*.tgz' . &&
+        (cd "$W" && find . -mindepth 1 -maxdepth 1 ! -name console.log ! -name '*.tgz' -exec rm -rf {} +) &&
+        mv /tmp/results.tgz "$W/" ;;
   esac
 done
 stage done

@@ -240,7 +240,14 @@ class Fabric:
         hosts = session.host_evidence(fresh=True)
         own = set(plan.env) | {name for env in plan.rank_env(session.world.nranks) for name in env}
         pids = {h.pid for h in self.pool(plan).hello if h.pid}
-        return render(diagnose(log, hosts, own, rank_pids=pids or None))
+        channels = session.nccl_expectations().channels
+        return render(
+            diagnose(
+                log, hosts, own, rank_pids=pids or None,
+                min_channels=channels.integer if channels is not None else None,
+                min_channels_source=f"{channels.key} in {channels.where}" if channels else "",
+            )
+        )  # fmt: skip
 
     def check_latency(self, case: LatencyCase) -> None:
         """Time per call of a small collective in the main run, against the profile's latency

@@ -26,8 +26,8 @@ def test_one_channel_is_named_with_its_log_line(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines([
         "all_reduce 1GiB (bfloat16, 2 ranks): busbw 21.1 GB/s is below the floor of 300 GB/s*",
         "  probable causes (most likely first):",
-        "  1. NCCL limited to 1 channel by the environment (NCCL_MAX_NCHANNELS=1); its graph "
-        "search found paths for 12",
+        "  1. NCCL limited to 1 channel by the environment (NCCL_MAX_NCHANNELS=1); a healthy run "
+        "uses 24 (nccl.intra_node.channels in */thresholds/hgx-h200-4gpu.yaml:*",
         '     evidence: "NCCL_MAX_NCHANNELS set by environment to 1" (*rank0.nccl.log:95)',
     ])  # fmt: skip
 

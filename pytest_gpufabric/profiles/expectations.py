@@ -104,6 +104,7 @@ def parse_nccl(check: Checker, section: LineMap) -> dict[str, Expectation | None
         exp.take(intra, "nccl.intra_node", "path", (WORD[0], "a path type such as NVL, PIX, PXB"))
         exp.take(intra, "nccl.intra_node", "p2p_read", BOOLEAN)
         exp.take(intra, "nccl.intra_node", "nvls", BOOLEAN)
+        exp.take(intra, "nccl.intra_node", "channels", COUNT)
     if network := exp.part(section, "network", NCCL_NETWORK_KEYS):
         exp.take(network, "nccl.network", "names", NAMES, as_name="networks")
         exp.take(network, "nccl.network", "gdr", BOOLEAN)

@@ -20,7 +20,7 @@ RUN_KEYS: dict[str, tuple[str, ...]] = {
 SPLIT_KEYS = ("source", "margin", "max_slowdown", "size")  # a limit, not floors
 FLOOR_KEYS = ("busbw_gbps", "source")
 NCCL_KEYS = ("source", "intra_node", "network")
-NCCL_INTRA_KEYS = ("transport", "path", "p2p_read", "nvls")
+NCCL_INTRA_KEYS = ("transport", "path", "p2p_read", "nvls", "channels")
 NCCL_NETWORK_KEYS = ("names", "gdr", "plugin", "provider", "nics", "protocol")
 HOST_KEYS = (
     "source", "shm_min_gib", "fabric_manager", "nvlink", "nvlink_errors", "p2p", "pcie",

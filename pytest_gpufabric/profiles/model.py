@@ -96,6 +96,7 @@ class NcclExpectations:
     path: Expectation | None = None  # intra-node graph path type, e.g. NVL
     p2p_read: Expectation | None = None
     nvls: Expectation | None = None
+    channels: Expectation | None = None  # coll channels a healthy run uses (diagnosis only)
     networks: Expectation | None = None  # tuple of accepted net names ("Using network X")
     gdr: Expectation | None = None
     plugin: Expectation | None = None

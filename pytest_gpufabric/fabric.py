@@ -267,8 +267,10 @@ class Fabric:
         method = timing_method(timing, case.nbytes)
         call = Call(case.collective, case.nbytes, world.dtype, warmup, LATENCY_ITERS,
                     repeats=repeats, timing=method)  # fmt: skip
-        self.record(properties.of_run(session.main_plan.name, session.main_plan.describe(),
-                                      session.main_plan.nodes, "latency"))  # fmt: skip
+        main = session.main_plan
+        self.record([(properties.RUN, main.name), (properties.RUN_SETTINGS, main.describe()),
+                     (properties.RUN_NODES, main.nodes),
+                     (properties.FLOORS_FROM, "latency")])  # fmt: skip
         measured = self._measure(None, call)
         ceiling = case.ceiling
         if profile is None or profile.implied:

@@ -188,6 +188,8 @@ def time_loops(
         try:
             return Timed(_time_graph(fn, warmup, iters, repeats), GRAPH, "", made, iters)
         except RuntimeError as exc:  # capture refused: time it launched from Python instead
+            # (a rank whose capture worked makes other calls: the job deadline then names
+            # the ranks that wait, as for any hang)
             torch.cuda.synchronize()
             note = f"CUDA graph capture failed ({str(exc).splitlines()[0][:160]})"
             return Timed(_time_loop(fn, 0, iters, repeats), LOOP, note, made, iters)

@@ -89,13 +89,14 @@ def main() -> int:
     flag = str(out / "flag")
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(PORT_STORE), WORLD_SIZE="2",
                NCCL_RAS_ADDR=f"127.0.0.1:{PORT_RAS}", FLAG=flag)  # fmt: skip
+    logs = [(out / f"rank{r}.log").open("w") for r in (0, 1)]
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", RANK],
             env=dict(env, RANK=str(r)),
-            stdout=open(out / f"rank{r}.log", "w"),
+            stdout=logs[r],
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for r in (0, 1)
     ]
     try:
@@ -121,6 +122,8 @@ def main() -> int:
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGCONT)
                 p.kill()
+    for log in logs:
+        log.close()
     print("exit codes", [p.returncode for p in ranks])
     return 0
 

@@ -1,0 +1,79 @@
+"""NCCL RAS answers (evidence/ras.py) from a real 2 × H200 run (tests/data/ras)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from pytest_gpufabric.evidence.ras import never_arrived, parse_json, parse_text, query
+
+RAS = Path(__file__).parent / "data" / "ras"
+PIDS = json.loads((RAS / "ranks.json").read_text())["pids"]
+
+
+def test_a_healthy_job_is_ok_and_names_nobody() -> None:
+    status = parse_text((RAS / "healthy-text.txt").read_text())
+    assert status.nccl_version == "2.28.9"
+    assert status.groups == [(0, "RUNNING", "OK")]
+    assert status.ok
+    assert never_arrived(status) == []
+
+
+def test_a_rank_that_never_launched_the_collective_is_named_with_gpu_process_and_node() -> None:
+    status = parse_text((RAS / "lagging-text.txt").read_text())
+    assert status.groups == [(0, "RUNNING", "MISMATCH")]
+    assert not status.ok
+    (issue,) = status.issues
+    assert (issue.kind, issue.communicator) == ("MISMATCH", "4c58ded14ec687fd")
+    assert [(r.rank, r.operation, r.gpu, r.pid) for r in issue.launched] == [
+        (0, 6, 0, PIDS[0]),
+        (1, 5, 1, PIDS[1]),
+    ]
+    assert never_arrived(status) == [
+        f"rank 1 (GPU 1, process {PIDS[1]} on node 192.0.2.2) launched up to operation 5, the "
+        "others up to 6: it never arrived (NCCL RAS MISMATCH, communicator 4c58ded14ec687fd)"
+    ]
+
+
+def test_every_rank_answers_for_the_whole_job() -> None:
+    zero = parse_text((RAS / "lagging-text.txt").read_text())
+    one = parse_text((RAS / "lagging-rank1-text.txt").read_text())
+    assert never_arrived(zero) == never_arrived(one)
+
+
+def test_the_json_form_carries_the_same_counts() -> None:
+    data = parse_json((RAS / "lagging-json.txt").read_text())
+    assert data["nccl_version"] == "2.28.9"
+    (comm,) = data["communicators"]
+    counts = [r["collective_counts"]["AllReduce"] for r in comm["ranks"]]
+    assert counts == [6, 5]
+    assert comm["missing_ranks_count"] == 0
+
+
+def test_missing_commas_of_nccl_2_28_9_are_put_back() -> None:
+    broken = '{"missing_ranks": [{"rank": 3}\n      {"rank": 4}]}'
+    assert parse_json("SERVER PROTOCOL 2\nOK\n" + broken) == {
+        "missing_ranks": [{"rank": 3}, {"rank": 4}]
+    }
+
+
+def test_a_listener_that_never_answers_is_an_error_not_an_empty_status() -> None:
+    """What a shared port held by a stopped process did (shared-port-stopped-text.txt is
+    that real, empty answer): here a real listener that accepts and says nothing."""
+    assert (RAS / "shared-port-stopped-text.txt").read_text() == ""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with pytest.raises(OSError, match=r"did not answer within 1 s \(a stopped process"):
+            query("127.0.0.1", server.getsockname()[1], timeout=1.0)
+
+
+def test_the_client_says_when_nothing_listens() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    with pytest.raises(ConnectionRefusedError):
+        query("127.0.0.1", port, timeout=1.0)

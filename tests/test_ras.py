@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
-from pytest_gpufabric.evidence.ras import never_arrived, parse_json, parse_text, query
+from pytest_gpufabric.evidence.ras import (
+    hang_lines,
+    never_arrived,
+    parse_json,
+    parse_text,
+    query,
+)
 
 RAS = Path(__file__).parent / "data" / "ras"
 PIDS = json.loads((RAS / "ranks.json").read_text())["pids"]
@@ -77,3 +84,76 @@ def test_the_client_says_when_nothing_listens() -> None:
         port = probe.getsockname()[1]  # closed again below: nothing listens there
     with pytest.raises(ConnectionRefusedError):
         query("127.0.0.1", port, timeout=1.0)
+
+
+class Replayer:
+    """A listener that answers each connection with the next recorded RAS answer (None: says
+    nothing, as a stopped process holding a shared port did)."""
+
+    def __init__(self, answers: list[str | None]) -> None:
+        self.answers = answers
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for answer in self.answers:
+            conn, _ = self.server.accept()
+            if answer is None:
+                self.held.append(conn)
+                continue
+            with conn:
+                while conn.recv(4096):
+                    pass
+                conn.sendall(answer.encode())
+
+    def close(self) -> None:
+        self.thread.join(timeout=5)
+        for conn in self.held:
+            conn.close()
+        self.server.close()
+
+
+def test_a_hang_names_the_rank_that_never_arrived() -> None:
+    replayer = Replayer([(RAS / "lagging-text.txt").read_text()])
+    lines = hang_lines(f"127.0.0.1:{replayer.port}", PIDS, timeout=2.0)
+    replayer.close()
+    assert lines == [f"NCCL RAS: rank 1 (GPU 1, process {PIDS[1]} on node 192.0.2.2) launched "
+                     "up to operation 5, the others up to 6: it never arrived (NCCL RAS "
+                     "MISMATCH, communicator 4c58ded14ec687fd)"]  # fmt: skip
+
+
+def test_a_stopped_process_on_a_shared_port_is_asked_again() -> None:
+    replayer = Replayer([None, (RAS / "lagging-text.txt").read_text()])
+    lines = hang_lines(f"127.0.0.1:{replayer.port}", PIDS, attempts=2, timeout=1.0)
+    replayer.close()
+    assert lines[0].startswith("NCCL RAS: rank 1 (GPU 1,")
+
+
+def test_equal_counts_mean_a_stall_in_transit_and_other_jobs_are_not_ours() -> None:
+    healthy = Replayer([(RAS / "healthy-text.txt").read_text()])
+    assert hang_lines(f"127.0.0.1:{healthy.port}", PIDS, timeout=2.0) == [
+        "NCCL RAS: every rank launched the same operations: the collective stalls in transit "
+        "(a link or a peer that does not progress), no rank is missing"
+    ]
+    healthy.close()
+    other = Replayer([(RAS / "lagging-text.txt").read_text()])
+    (line,) = hang_lines(f"127.0.0.1:{other.port}", [1, 2], timeout=2.0)
+    other.close()
+    assert "answered for other processes" in line
+    assert "give each run its own NCCL_RAS_ADDR" in line
+
+
+def test_no_ras_says_so_in_one_line() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (line,) = hang_lines(f"127.0.0.1:{port}", PIDS, attempts=2, timeout=0.5)
+    assert line.startswith("NCCL RAS: no answer in 2 attempts (")
+    assert hang_lines("nonsense", PIDS) == [
+        "NCCL RAS: cannot read the address 'nonsense' (NCCL_RAS_ADDR)"
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,3 +149,43 @@ def never_arrived(status: RasStatus) -> list[str]:
                 f"arrived (NCCL RAS {issue.kind}, communicator {issue.communicator})"
             )
     return lines
+
+
+def hang_lines(
+    addr: str, pids: Collection[int], *, attempts: int = 3, timeout: float = 3.0
+) -> list[str]:
+    """What RAS at ``addr`` ("host:port") says about a job of processes ``pids`` that missed
+    its deadline, as lines for the failure message. A port shared by several processes may
+    hand the query to a stopped one that never answers (SO_REUSEPORT): each attempt comes
+    from a new client port, which the kernel may hand to another process."""
+    host, _, port_text = addr.rpartition(":")
+    host = host.strip("[]") or "localhost"
+    try:
+        port = int(port_text)
+    except ValueError:
+        return [f"NCCL RAS: cannot read the address {addr!r} (NCCL_RAS_ADDR)"]
+    problem = ""
+    for _ in range(max(attempts, 1)):
+        try:
+            answer = query(host, port, timeout=timeout)
+        except OSError as exc:
+            problem = str(exc)
+            continue
+        status = parse_text(answer)
+        named = [r.pid for issue in status.issues for r in issue.launched]
+        if named and not set(named) & set(pids):
+            return [f"NCCL RAS at {addr} answered for other processes ({named}): another job "
+                    "shares the port; give each run its own NCCL_RAS_ADDR"]  # fmt: skip
+        lines = never_arrived(status)
+        if lines:
+            return [f"NCCL RAS: {line}" for line in lines]
+        if status.ok:
+            return [
+                "NCCL RAS: every rank launched the same operations: the collective stalls in "
+                "transit (a link or a peer that does not progress), no rank is missing"
+            ]
+        found = [line.strip() for issue in status.issues for line in issue.lines][:8]
+        if found:
+            return ["NCCL RAS:", *(f"  {line}" for line in found)]
+        return [f"NCCL RAS at {addr} answered, but with no status of this job"]
+    return [f"NCCL RAS: no answer in {attempts} attempts ({problem})"]

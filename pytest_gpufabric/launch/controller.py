@@ -57,6 +57,10 @@ class RankWatch(Protocol):
     def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
         """(file, last lines) of the rank's output and NCCL log."""
 
+    def hang_evidence(self, ranks: Sequence[int]) -> Sequence[str]:
+        """What the launcher can find out about ``ranks`` that did not finish a job in time
+        (NCCL RAS where it can reach it), as message lines; [] when nothing."""
+
 
 @dataclass
 class _Connection:
@@ -285,6 +289,8 @@ class RankServer:
         problems = [self._problem(r, replies.get(r)) for r in failed]
         self.broken = f"{what}: {summary}"
         notes = [f"connection refused: {note}" for note in self.refused]
+        if hung and not after_trouble and what != STARTUP:  # RAS runs once a communicator does
+            notes += self.watch.hang_evidence(hung)
         joined = self.hello or [r.hello for r in replies.values() if isinstance(r, Ready)]
         versions = {h.rank: f"torch {h.torch}" + (f", NCCL {h.nccl}" if h.nccl else "")
                     for h in joined}  # fmt: skip

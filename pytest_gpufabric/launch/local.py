@@ -25,6 +25,7 @@ from ..evidence.host import HostFacts, collect
 from ..evidence.nccl_log import NcclLog, parse_files
 from ..evidence.node import Node
 from ..evidence.probe import probe
+from ..evidence.ras import hang_lines
 from .controller import RankServer
 from .environment import nccl_log_name, rank_environment
 from .protocol import POOL_FILE, PoolSpec, Shape
@@ -229,6 +230,14 @@ class LocalPool:
         if entry.nccl_path.exists():
             logs.append((entry.nccl_path, tail(entry.nccl_path)))
         return logs
+
+    def hang_evidence(self, ranks: Sequence[int]) -> Sequence[str]:
+        """NCCL RAS on this host (NCCL_RAS_ADDR, default localhost:28028), asked for the job's
+        processes; nothing for gloo or where the operator disabled RAS."""
+        env = {**self.environ, **self.spec.env}
+        if self.spec.backend != "nccl" or env.get("NCCL_RAS_ENABLE") == "0":
+            return []
+        return hang_lines(env.get("NCCL_RAS_ADDR") or "localhost:28028", self.pids)
 
     # --- evidence and the end ----------------------------------------------------------------
 

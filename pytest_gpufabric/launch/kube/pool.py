@@ -136,6 +136,10 @@ class KubePool:
         plan, pod = self._pod_of(rank)
         return f"{diagnose.state(pod)}, rank stream open" if pod else f"pod {plan.pod}"
 
+    def hang_evidence(self, ranks: Sequence[int]) -> Sequence[str]:
+        """Not asked yet: RAS listens inside the pods, out of the controller's reach."""
+        return []
+
     def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
         out = self.spec.directory / f"rank{rank}.out.log"
         nccl = self._fetch_nccl(rank)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import textwrap
 import threading
 from pathlib import Path
 
@@ -157,3 +158,19 @@ def test_no_ras_says_so_in_one_line() -> None:
     assert hang_lines("nonsense", PIDS) == [
         "NCCL RAS: cannot read the address 'nonsense' (NCCL_RAS_ADDR)"
     ]
+
+
+def test_a_stopped_rank_is_named_from_incomplete_data() -> None:
+    """The real failure of a job whose rank 1 was stopped (SIGSTOP) before an all_reduce, on
+    2 × H200 with a 10 s deadline: the RAS block as the failure message printed it."""
+    log = (RAS / "deadline-stopped-rank.log").read_text()
+    assert "NCCL RAS:" in log
+    block = textwrap.dedent(log.split("NCCL RAS:\n", 1)[1].split("---", 1)[0])
+    status = parse_text(block)
+    (issue,) = status.issues
+    assert issue.kind == "INCOMPLETE"
+    assert never_arrived(status) == [
+        "rank 1 (GPU 1, process 608 on node 192.0.2.2) sent no data: its process does not "
+        "respond (stopped, frozen or dead) (NCCL RAS INCOMPLETE, communicator 7278f0a645a642eb)"
+    ]
+    assert "rank 1: no reply: process 608 alive (stopped)" in log

@@ -4,9 +4,11 @@ Every NCCL process listens for RAS clients on ``NCCL_RAS_ADDR`` (default localho
 one command per line (``CLIENT PROTOCOL 2``, ``TIMEOUT <s>``, ``SET FORMAT json``,
 ``VERBOSE STATUS``), plain text or JSON back, gathered by that process from the whole job.
 A rank that has not launched the collective the others wait in shows as a MISMATCH of
-operation counts with its GPU, process and node (tests/data/ras: a real 2 × H200 capture,
-validation/ras_capture.py). Give each rank its own port: with a shared one the kernel hands a
-query to any of the processes (SO_REUSEPORT), and a stopped one never answers (captured too).
+operation counts with its GPU, process and node; a rank whose process is stopped shows as
+INCOMPLETE, "Missing communicator data", with the same (tests/data/ras: real 2 × H200 captures,
+validation/ras_capture.py and a job that missed its deadline). With one port shared by the
+ranks (the default) the kernel hands a query to any of them (SO_REUSEPORT), and a stopped one
+never answers (captured too): :func:`hang_lines` asks again from a new client port.
 
 Pure parsing plus a small client; nothing here imports NCCL or torch.
 """
@@ -25,6 +27,7 @@ _LAUNCHED = re.compile(
     r"^\s*Rank (\d+) has launched up to operation (\d+) -- GPU (\d+) managed by process "
     r"(\d+) on node (\S+)"
 )
+_MISSING = re.compile(r"^\s*Rank (\d+) -- GPU (\d+) managed by process (\d+) on node (\S+)")
 _VERSION = re.compile(r"^NCCL version (\S+)")
 _GROUP = re.compile(r"^\s*(\d+)\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+([A-Z]+)\s+([A-Z_,]+)\s*$")
 
@@ -44,6 +47,7 @@ class RasIssue:
     communicator: str  # its hash
     lines: tuple[str, ...]  # the block as RAS printed it
     launched: tuple[LaunchedRank, ...] = ()
+    missing: tuple[LaunchedRank, ...] = ()  # INCOMPLETE: ranks that sent no data (operation -1)
 
     @property
     def behind(self) -> list[LaunchedRank]:
@@ -78,7 +82,12 @@ def parse_text(text: str) -> RasStatus:
                 for line in block
                 if (m := _LAUNCHED.match(line))
             )
-            status.issues.append(RasIssue(head[4], head[3], tuple(block), launched))
+            missing = tuple(
+                LaunchedRank(int(m[1]), -1, int(m[2]), int(m[3]), m[4])
+                for line in block
+                if (m := _MISSING.match(line))
+            )
+            status.issues.append(RasIssue(head[4], head[3], tuple(block), launched, missing))
 
     for line in text.splitlines():
         if (m := _VERSION.match(line)) and status.nccl_version is None:
@@ -138,9 +147,16 @@ def query(host: str, port: int, command: str = "VERBOSE STATUS", timeout: float 
 
 
 def never_arrived(status: RasStatus) -> list[str]:
-    """One line per rank that had not launched the operation the others had, as RAS saw it."""
+    """One line per rank that had not launched the operation the others had, or that sent
+    RAS no data at all (its process stopped, frozen or dead), as RAS saw it."""
     lines = []
     for issue in status.issues:
+        for rank in issue.missing:
+            lines.append(
+                f"rank {rank.rank} (GPU {rank.gpu}, process {rank.pid} on node {rank.node}) "
+                f"sent no data: its process does not respond (stopped, frozen or dead) (NCCL "
+                f"RAS {issue.kind}, communicator {issue.communicator})"
+            )
         ahead = max((r.operation for r in issue.launched), default=0)
         for rank in issue.behind:
             lines.append(
@@ -172,7 +188,7 @@ def hang_lines(
             problem = str(exc)
             continue
         status = parse_text(answer)
-        named = [r.pid for issue in status.issues for r in issue.launched]
+        named = [r.pid for issue in status.issues for r in (*issue.launched, *issue.missing)]
         if named and not set(named) & set(pids):
             return [f"NCCL RAS at {addr} answered for other processes ({named}): another job "
                     "shares the port; give each run its own NCCL_RAS_ADDR"]  # fmt: skip

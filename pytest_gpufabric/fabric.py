@@ -16,6 +16,7 @@ import pytest
 
 from .collectives import Collective
 from .evidence.nccl_log import NcclLog
+from .fleet.run import FleetResult
 from .judge import properties
 from .judge.bandwidth import judge_busbw, judge_correctness, judge_latency
 from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
@@ -417,6 +418,67 @@ class Fabric:
             kept.update({(plan.name, c): (m, log) for c, m in results.items()})
         measured, log = kept[(plan.name, wanted)]
         return Side(plan.name, plan.describe(), measured, log)
+
+    def _fleet(self) -> FleetResult:
+        """The session's fleet run (once); skips when fleet mode is off or cannot run here."""
+        __tracebackhide__ = True
+        session = self.session
+        if not session.settings.fleet.value:
+            self._skip("fleet mode is off (--gpufabric-fleet)", Skip.NOT_ASKED)
+        why_not = session.fleet_nodes()[1]
+        if why_not:
+            self._skip(why_not, Skip.NOT_APPLICABLE)
+        return session.fleet(self._default_artifacts)
+
+    def check_fleet(self) -> None:
+        """Fleet mode: rounds of probes over the run's nodes (fleet/planner.py) find the bad
+        nodes and links; fails naming each with the probes that decided it."""
+        __tracebackhide__ = True
+        self._claim("fleet/isolation")
+        result = self._fleet()
+        planner = result.planner
+        self.record([
+            ("fleet_nodes", len(planner.nodes)), ("fleet_rounds", planner.rounds),
+            ("fleet_probes", len(planner.probes)), ("fleet_bad_nodes", ",".join(planner.bad_nodes)),
+            ("fleet_bad_links", ",".join("-".join(link) for link in planner.bad_links)),
+            ("fleet_decisions", "\n".join(planner.decisions)),
+        ])  # fmt: skip
+        bad = [f for f in planner.findings if f.kind in ("node", "link")]
+        if not bad:
+            return
+        lines = [
+            f"{len(planner.nodes)} nodes in {planner.rounds} rounds of {len(planner.probes)} "
+            f"probes: {len(planner.bad_nodes)} bad node(s), {len(planner.bad_links)} bad link(s)"
+        ]
+        for finding in bad:
+            what = "node" if finding.kind == "node" else "link"
+            lines.append(f"{what} {'-'.join(finding.nodes)} is bad:")
+            lines += [f"  {self._probe_line(result, pid)}" for pid in finding.evidence]
+        _fail("\n".join(lines))
+
+    def check_fleet_node(self, name: str) -> None:
+        """One node's fleet verdict: bad (with the probes that decided it), cleared, or not
+        decided."""
+        __tracebackhide__ = True
+        self._claim(f"fleet/node/{name}")
+        result = self._fleet()
+        planner = result.planner
+        probes = [p.id for p in planner.probes.values() if name in p.nodes]
+        self.record([("fleet_node", name), ("fleet_probes", ",".join(map(str, probes)))])
+        for finding in planner.findings:
+            if finding.kind == "node" and finding.nodes == (name,):
+                evidence = [f"  {self._probe_line(result, pid)}" for pid in finding.evidence]
+                _fail("\n".join([f"{name} is bad:", *evidence]))
+        if name not in planner.cleared:
+            self._skip(f"{name}: the fleet run did not decide it", Skip.NO_EVIDENCE)
+
+    @staticmethod
+    def _probe_line(result: FleetResult, probe_id: int) -> str:
+        probe = result.planner.probes[probe_id]
+        outcome = "passed" if result.planner.outcomes.get(probe_id) else "failed"
+        detail = result.details.get(probe_id, "")
+        over = ", ".join(probe.nodes)
+        return f"probe {probe_id} ({probe.purpose}: {probe.why}) over {over} {outcome}: {detail}"
 
     def check_pod_spec(self) -> None:
         """The training pod spec (--gpufabric-podspec, or the kubernetes launcher's pod

@@ -35,7 +35,7 @@ LAZY_ERROR_KEY = pytest.StashKey[str]()
 CASE_FIXTURES = (
     "gpufabric_correctness_case", "gpufabric_bandwidth_case", "gpufabric_nccl_check",
     "gpufabric_host_check", "gpufabric_isolation_run", "gpufabric_isolation_case",
-    "gpufabric_latency_case", "gpufabric_split_collective",
+    "gpufabric_latency_case", "gpufabric_split_collective", "gpufabric_fleet_node",
 )  # fmt: skip
 FIXTURES = ("gpufabric", "gpufabric_session", *CASE_FIXTURES)
 
@@ -133,6 +133,10 @@ _XDIST_REFUSAL = (
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "gpufabric_last: run after every other gpufabric test (fleet mode stops the "
+        "main pool to probe the nodes)"
+    )  # fmt: skip
     if config.getoption("help") or config.getoption("version"):
         return
     if config.getoption("gpufabric_list"):
@@ -225,6 +229,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "gpufabric_isolation_case": session.isolation_cases,
         "gpufabric_latency_case": session.latency_cases,
         "gpufabric_split_collective": lambda: [c.value for c in SPLIT_COLLECTIVES],
+        "gpufabric_fleet_node": lambda: [n.name for n in session.fleet_nodes()[0]] or ["none"],
     }
     for name in wanted:
         values = cases[name]()
@@ -246,12 +251,15 @@ _ORDER = {
     "gpufabric_split_collective": 5,
     "gpufabric_isolation_run": 6,
     "gpufabric_isolation_case": 6,
+    "gpufabric_fleet_node": 8,
 }
 
 
 def _order(item: pytest.Item) -> tuple[int, int, int]:
     names = getattr(item, "fixturenames", ())
     stage = max((_ORDER.get(name, 0) for name in names), default=0)
+    if item.get_closest_marker("gpufabric_last") is not None:
+        stage = max(_ORDER.values())
     params = getattr(getattr(item, "callspec", None), "params", {})
     run = params.get("gpufabric_isolation_run")
     case = params.get("gpufabric_isolation_case")

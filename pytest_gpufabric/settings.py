@@ -113,6 +113,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         switch=True,
     ),
     OptionSpec(
+        "fleet",
+        "",
+        "Fleet mode: find bad nodes and links among the run's nodes in rounds of probes "
+        "(screen, bisect, confirm; docs/fleet.md), suites/test_fleet.py. Today over the local "
+        "launcher's emulated nodes (--gpufabric-emulate-nodes). Default: false",
+        default="false",
+        switch=True,
+    ),
+    OptionSpec(
         "artifacts",
         "DIR",
         "Keep per-rank NCCL debug logs, rank output and results here. Default: a directory "
@@ -252,6 +261,7 @@ class Settings:
     replay: Setting[Path | None]
     podspec: Setting[Path | None] = Setting(None, "default")
     prestart: Setting[str] = Setting("auto", "default")
+    fleet: Setting[bool] = Setting(False, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -452,6 +462,7 @@ def resolve(
         replay=replay,
         podspec=path("podspec"),
         prestart=defaulted("prestart", _prestart),
+        fleet=defaulted("fleet", _switch),
     )
 
 

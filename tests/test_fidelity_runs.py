@@ -27,7 +27,7 @@ def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
         ]
     )
     assert result.ret == 0
-    result.assert_outcomes(passed=97, skipped=8)
+    result.assert_outcomes(passed=97, skipped=10)
 
 
 def test_latency_over_its_ceiling_says_by_how_much(

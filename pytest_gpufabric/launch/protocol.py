@@ -45,6 +45,12 @@ class PoolSpec:
     job_timeout: float  # seconds for each job once the pool runs
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the caller's environment
     rank_env: Sequence[Mapping[str, str]] = ()  # per rank, on top of env (e.g. NCCL_HOSTID)
+    # per rank, the GPU it uses on its host (a pool on some of the host's GPUs: fleet probes
+    # over emulated nodes); empty: rank r uses GPU r
+    devices: Sequence[int] = ()
+
+    def device(self, rank: int) -> int:
+        return self.devices[rank] if rank < len(self.devices) else rank
 
     def environment(self, rank: int) -> dict[str, str]:
         """This rank's overrides: the pool's, then its own."""

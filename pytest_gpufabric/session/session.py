@@ -12,6 +12,7 @@ from typing import Any
 
 from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
+from ..fleet.run import FleetNode, FleetResult
 from ..judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS
 from ..judge.certify import Certification, Demand, certify
 from ..judge.host import HostEvidence
@@ -35,6 +36,7 @@ from .cases import (
     isolation_cases,
     latency_cases,
 )
+from .fleet import fleet_nodes, run_fleet
 from .hosts import Hosts
 from .plans import RunPlan, default_plan, isolation_plan, split_plan
 from .pools import Call, Pools
@@ -64,6 +66,7 @@ class FabricSession:
         self.pool_order: list[str] = []
         # Split-cost sides measured ahead (fabric.py): (pool, call) -> (measurement, its log)
         self.kept_sides: dict[tuple[str, Call], tuple[Measurement, NcclLog | None]] = {}
+        self._fleet: FleetResult | None = None
 
     @classmethod
     def build(cls, settings: Settings, catalogue: Catalogue, launcher: Launcher) -> FabricSession:
@@ -253,6 +256,23 @@ class FabricSession:
         facts = [ev.facts for _, ev in self.host_evidence(fresh=False)]
         return implied_nccl(profile, self.world.nodes, facts)
 
+    # --- fleet mode ------------------------------------------------------------------------
+
+    def fleet_nodes(self) -> tuple[list[FleetNode], str]:
+        return fleet_nodes(self.settings, self.world, self.launcher)
+
+    def fleet(self, default_artifacts: Callable[[], Path]) -> FleetResult:
+        """The fleet run, once per session; the main pool is stopped first (its ranks hold
+        every GPU the probes need)."""
+        if self._fleet is None:
+            nodes, _ = self.fleet_nodes()
+            self._pools.close()
+            if self._artifacts is None:
+                self._artifacts = default_artifacts()
+            self._fleet = run_fleet(self.settings, self.world, self.launcher, nodes,
+                                    self._artifacts / "fleet")  # fmt: skip
+        return self._fleet
+
     # --- the verdict -----------------------------------------------------------------------
 
     def demands(self) -> list[Demand]:
@@ -311,6 +331,13 @@ class FabricSession:
                 "no profile fits this node, so nothing judges its bandwidth: make one from "
                 f"this run ({self.floors_command()})",
             ))  # fmt: skip
+        if self.settings.fleet.value:
+            nodes, why_not = self.fleet_nodes()
+            if not why_not:
+                over = f"fleet isolation over {len(nodes)} nodes"
+                demands.append(Demand("fleet/isolation", over))
+                demands += [Demand(f"fleet/node/{n.name}", f"fleet verdict of {n.name}")
+                            for n in nodes]  # fmt: skip
         nothing = HostEvidence(HostFacts("nothing read yet"))
         demands += [
             Demand(f"host/{name}", f"host check {name}")

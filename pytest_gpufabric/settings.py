@@ -129,6 +129,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("json", "PATH", "Write the run's facts and every test's measurements as JSON"),
     OptionSpec(
+        "metrics",
+        "PATH",
+        "Write the verdict and measurements in Prometheus text format (a .prom file for "
+        "node-exporter's textfile collector, replaced atomically)",
+    ),
+    OptionSpec(
         "replay",
         "DIR",
         "Judge a recorded run instead of launching ranks: NCCL debug logs, nccl-tests output "
@@ -262,6 +268,7 @@ class Settings:
     podspec: Setting[Path | None] = Setting(None, "default")
     prestart: Setting[str] = Setting("auto", "default")
     fleet: Setting[bool] = Setting(False, "default")
+    metrics: Setting[Path | None] = Setting(None, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -463,6 +470,7 @@ def resolve(
         podspec=path("podspec"),
         prestart=defaulted("prestart", _prestart),
         fleet=defaulted("fleet", _switch),
+        metrics=path("metrics"),
     )
 
 
@@ -493,9 +501,14 @@ def check_paths(settings: Settings) -> None:
         if artifacts.value.exists() and not artifacts.value.is_dir():
             raise SettingError(f"{where}: exists and is not a directory")
         _writable_dir(artifacts.value, where)
-    json_path = settings.json
+    for option, json_path in (("json", settings.json), ("metrics", settings.metrics)):
+        _check_output(option, json_path)
+
+
+def _check_output(option: str, json_path: Setting[Path | None]) -> None:
+    """A file the run writes at its end (written beside, then renamed over)."""
     if json_path.value is not None:
-        where = f"--gpufabric-json: {json_path.value} (from {json_path.source})"
+        where = f"--gpufabric-{option}: {json_path.value} (from {json_path.source})"
         if json_path.value.is_dir():
             raise SettingError(f"{where}: is a directory; give a file name")
         if json_path.value.exists() and not json_path.value.is_file():

@@ -3,6 +3,7 @@ a node no profile fits): the verdicts the live runs gave, from their bundles."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,13 @@ LAB2 = REPO / "validation" / "profiles-lab2"
 
 
 def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
+    metrics = tmp_path / "gpufabric.prom"
     result = pytester.runpytest(
         str(REPO / "suites"), "-p", "no:cacheprovider", "-rs",
         f"--gpufabric-replay={K / 'healthy1'}", f"--gpufabric-thresholds={LAB2}",
-        "--gpufabric-instance=h200-2gpu-lab",
+        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-metrics={metrics}",
     )  # fmt: skip
     result.stdout.fnmatch_lines(
         [
@@ -28,6 +30,11 @@ def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
     )
     assert result.ret == 0
     result.assert_outcomes(passed=97, skipped=10)
+    prom = metrics.read_text()  # Prometheus text format, for node-exporter's textfile collector
+    assert 'gpufabric_certified{instance="h200-2gpu-lab",node="vm"} 1\n' in prom
+    assert 'gpufabric_busbw_gbps{collective="all_reduce",bytes="1073741824",run="default"} ' in prom
+    assert 'gpufabric_latency_us{collective="all_reduce",bytes="8"} 18.4' in prom
+    assert re.search(r"gpufabric_run_timestamp_seconds\{[^}]*\} \d{10}\.", prom)  # full time
 
 
 def test_latency_over_its_ceiling_says_by_how_much(

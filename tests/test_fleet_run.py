@@ -17,9 +17,9 @@ def test_a_bad_node_among_four_is_named_and_the_others_pass(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GPUFABRIC_TEST_FLEET_FAULT", "gpufabric-node2:GLOO_SOCKET_IFNAME=bogus0")
-    report = tmp_path / "report.json"
+    report, metrics = tmp_path / "report.json", tmp_path / "gpufabric.prom"
     result = pytester.runpytest(str(SUITE), "-p", "no:cacheprovider", *FLEET,
-                                f"--gpufabric-json={report}")  # fmt: skip
+                                f"--gpufabric-json={report}", f"--gpufabric-metrics={metrics}")  # fmt: skip
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines([
         "4 nodes in * rounds of * probes: 1 bad node(s), 0 bad link(s)",
@@ -37,6 +37,10 @@ def test_a_bad_node_among_four_is_named_and_the_others_pass(
     assert props["fleet_bad_nodes"] == "gpufabric-node2"
     assert props["fleet_rounds"] <= 5
     assert "gpufabric-node2: failed with 2 cleared partners" in props["fleet_decisions"]
+    prom = metrics.read_text()
+    assert 'gpufabric_fleet_node_bad{node="gpufabric-node2"} 1\n' in prom
+    assert 'gpufabric_fleet_node_bad{node="gpufabric-node0"} 0\n' in prom
+    assert "# TYPE gpufabric_fleet_node_bad gauge\n" in prom
 
 
 def test_without_the_option_fleet_mode_is_not_asked(pytester: pytest.Pytester) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..judge.certify import Certification
 from ..session.session import FabricSession
+from .metrics import render, write_metrics
 from .schema import JSON_SCHEMA
 
 
@@ -78,4 +79,11 @@ def write_reports(
         except OSError as exc:
             why = exc.strerror or str(exc)
             problems.append(f"ERROR: gpufabric: cannot write the JSON report {path}: {why}")
+    metrics = session.settings.metrics.value
+    if metrics is not None:
+        try:
+            write_metrics(metrics, render(session, certification))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            problems.append(f"ERROR: gpufabric: cannot write the metrics file {metrics}: {why}")
     return problems

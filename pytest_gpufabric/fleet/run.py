@@ -126,6 +126,8 @@ class FleetRun:
             probes = planner.plan()
             if not probes:
                 break
+            # Each probe's pool starts, runs and closes inside one thread: a local rank's
+            # PR_SET_PDEATHSIG follows the thread that spawned it, not the process.
             with ThreadPoolExecutor(max_workers=len(probes)) as pool:
                 outcomes = list(pool.map(self.probe, probes))
             for probe, (passed, detail) in zip(probes, outcomes, strict=True):

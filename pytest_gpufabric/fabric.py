@@ -16,6 +16,7 @@ import pytest
 
 from .collectives import Collective
 from .evidence.nccl_log import NcclLog
+from .fleet.record import RECORD, encode
 from .fleet.run import FleetResult
 from .judge import properties
 from .judge.bandwidth import judge_busbw, judge_correctness, judge_latency
@@ -428,7 +429,10 @@ class Fabric:
         why_not = session.fleet_nodes()[1]
         if why_not:
             self._skip(why_not, Skip.NOT_APPLICABLE)
-        return session.fleet(self._default_artifacts)
+        try:
+            return session.fleet(self._default_artifacts)
+        except ValueError as exc:  # a recording another planner made
+            self._skip(str(exc))
 
     def check_fleet(self) -> None:
         """Fleet mode: rounds of probes over the run's nodes (fleet/planner.py) find the bad
@@ -442,6 +446,7 @@ class Fabric:
             ("fleet_probes", len(planner.probes)), ("fleet_bad_nodes", ",".join(planner.bad_nodes)),
             ("fleet_bad_links", ",".join("-".join(link) for link in planner.bad_links)),
             ("fleet_decisions", "\n".join(planner.decisions)),
+            (RECORD, encode(result)),
         ])  # fmt: skip
         bad = [f for f in planner.findings if f.kind in ("node", "link")]
         if not bad:

@@ -57,3 +57,31 @@ def test_fleet_mode_needs_nodes(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*fleet mode needs nodes: --gpufabric-emulate-nodes N (N >= 2) on one host"]
     )
+
+
+def test_a_fleet_run_replays_from_its_bundle_to_the_same_decisions(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GPUFABRIC_TEST_FLEET_FAULT", "gpufabric-node1:GLOO_SOCKET_IFNAME=bogus0")
+    bundle, live_json, again_json = (
+        tmp_path / "bundle",
+        tmp_path / "live.json",
+        tmp_path / "again.json",
+    )
+    live = pytester.runpytest(str(SUITE), "-p", "no:cacheprovider", *FLEET,
+                              f"--gpufabric-artifacts={bundle}", f"--gpufabric-json={live_json}")  # fmt: skip
+    live.assert_outcomes(passed=3, failed=2)
+    monkeypatch.delenv("GPUFABRIC_TEST_FLEET_FAULT")
+    again = pytester.runpytest(str(SUITE), "-p", "no:cacheprovider", "--gpufabric-fleet",
+                               f"--gpufabric-replay={bundle}", "--gpufabric-instance=auto",
+                               f"--gpufabric-json={again_json}")  # fmt: skip
+    again.assert_outcomes(passed=3, failed=2)
+    again.stdout.fnmatch_lines(["node gpufabric-node1 is bad:"])
+
+    def isolation(path: Path) -> dict[str, object]:
+        tests = json.loads(path.read_text())["tests"]
+        return next(t["properties"] for t in tests if "test_fleet_isolation" in t["nodeid"])
+
+    live_props, replayed = isolation(live_json), isolation(again_json)
+    for key in ("fleet_decisions", "fleet_bad_nodes", "fleet_rounds", "fleet_probes"):
+        assert replayed[key] == live_props[key]

@@ -43,7 +43,8 @@ def _replay(settings: Settings) -> ReplayLauncher:
         run = recorded.load(directory)
     except recorded.RecordingError as exc:
         raise SettingError(f"--gpufabric-replay: {exc}") from None
-    if not run.nccl_files and not run.measurements and run.host is None and not run.nodes:
+    if (not run.nccl_files and not run.measurements and run.host is None and not run.nodes
+            and not run.reports):  # fmt: skip
         raise SettingError(
             f"{where}: no NCCL debug lines, nccl-tests output, host capture or gpufabric report"
         )

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..fleet.planner import Planner
+from ..fleet.record import find, nodes_of, replay
 from ..fleet.run import FleetNode, FleetResult, FleetRun, emulated_nodes
 from ..launch.protocol import Launcher
 from ..settings import Settings
@@ -18,7 +19,10 @@ def fleet_nodes(
 ) -> tuple[list[FleetNode], str]:
     """(the fleet's nodes, "") or ([], why fleet mode does not run on this launcher)."""
     if settings.replay.value is not None:
-        return [], "a fleet run is not replayed yet: its probes are pools started by a launcher"
+        record = find(settings.replay.value)
+        if record is None:
+            return [], f"no fleet run in the recording {settings.replay.value}"
+        return nodes_of(record), ""
     if launcher.name != "local":
         return [], (f"fleet mode runs over the local launcher's emulated nodes so far; pools on "
                     f"some of the {launcher.name} launcher's nodes are not built yet")  # fmt: skip
@@ -33,6 +37,11 @@ def fleet_nodes(
 def run_fleet(
     settings: Settings, world: World, launcher: Launcher, nodes: list[FleetNode], directory: Path
 ) -> FleetResult:
+    if settings.replay.value is not None:
+        record = find(settings.replay.value)
+        if record is None:  # fleet_nodes said so first
+            raise ValueError(f"no fleet run in the recording {settings.replay.value}")
+        return replay(record)
     run = FleetRun(
         launcher,
         nodes,

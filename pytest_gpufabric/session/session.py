@@ -267,10 +267,12 @@ class FabricSession:
         if self._fleet is None:
             nodes, _ = self.fleet_nodes()
             self._pools.close()
-            if self._artifacts is None:
+            if self._artifacts is None and self.replay_of is None:
                 self._artifacts = default_artifacts()
-            self._fleet = run_fleet(self.settings, self.world, self.launcher, nodes,
-                                    self._artifacts / "fleet")  # fmt: skip
+            if self._artifacts is not None and not self._first_pool_done:
+                self._hosts.keep_nodes(self._artifacts)  # the bundle says what it ran on
+            directory = (self._artifacts or self.replay_of or Path()) / "fleet"
+            self._fleet = run_fleet(self.settings, self.world, self.launcher, nodes, directory)
         return self._fleet
 
     # --- the verdict -----------------------------------------------------------------------

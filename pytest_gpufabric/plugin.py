@@ -229,7 +229,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "gpufabric_isolation_case": session.isolation_cases,
         "gpufabric_latency_case": session.latency_cases,
         "gpufabric_split_collective": lambda: [c.value for c in SPLIT_COLLECTIVES],
-        "gpufabric_fleet_node": lambda: [n.name for n in session.fleet_nodes()[0]] or ["none"],
+        "gpufabric_fleet_node": lambda: (
+            ([n.name for n in session.fleet_nodes()[0]] if session.settings.fleet.value else [])
+            or ["none"]
+        ),
     }
     for name in wanted:
         values = cases[name]()

@@ -235,17 +235,24 @@ def _ports(pid: int, state: str, *, local: bool) -> set[int]:
     return ports
 
 
-def test_a_pool_started_ahead_waits_then_runs_with_the_same_processes(tmp_path: Path) -> None:
-    """--gpufabric-prestart: the ranks are spawned early and hold before the rendezvous (and
-    before any GPU is touched) for as long as it takes; start() then uses those processes.
-    A rank that is not held gives up waiting for its rendezvous after the start-up deadline
-    (6 s here); held ones are still there after 15 s."""
+def test_a_pool_started_ahead_waits_past_its_start_up_deadline(tmp_path: Path) -> None:
+    """--gpufabric-prestart: held ranks wait for their go (and touch no GPU before it) for as
+    long as it takes. A rank that is not held gives up waiting for its rendezvous once the
+    start-up deadline (3 s here) has passed; held ones are still there 10 s later."""
     launcher = LocalLauncher()
-    ahead = dataclasses.replace(spec(tmp_path), startup_timeout=6.0)
+    assert launcher.prestart(dataclasses.replace(spec(tmp_path), startup_timeout=3.0))
+    held = launcher._held["default"]
+    time.sleep(10)
+    assert [r.process.poll() for r in held._ranks] == [None, None]
+    launcher.close()
+    assert wait_gone(held.pids)
+
+
+def test_a_pool_started_ahead_runs_with_the_same_processes(tmp_path: Path) -> None:
+    launcher = LocalLauncher()
+    ahead = spec(tmp_path)
     assert launcher.prestart(ahead)
     held = launcher._held["default"]
-    time.sleep(15)
-    assert [r.process.poll() for r in held._ranks] == [None, None]
     started = launcher.start(ahead)
     assert started is held
     assert sorted(h.pid for h in started.hello) == sorted(held.pids)

@@ -27,7 +27,14 @@ from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement
 from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
-from .profiles.model import HostExpectations, Profile
+from .profiles.model import (
+    DEFAULT_ITERS,
+    DEFAULT_REPEATS,
+    DEFAULT_TIMING,
+    DEFAULT_WARMUP,
+    HostExpectations,
+    Profile,
+)
 from .runs import SPLIT
 from .session.cases import (
     LATENCY_ITERS,
@@ -204,10 +211,7 @@ class Fabric:
             self._skip(reason or "no floor to judge against", Skip.NO_EVIDENCE if asked else
                        Skip.NOT_ASKED)  # fmt: skip
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, floor.run))
-        timing = timing_method(profile.timing, case.nbytes)
-        call = Call(case.collective, case.nbytes, profile.dtype, profile.warmup, profile.iters,
-                    repeats=profile.repeats, timing=timing)  # fmt: skip
-        measured = self._measure(plan, call)
+        measured = self._measure(plan, self._timed(case.collective, case.nbytes, profile.dtype))
         judgement = judge_busbw(measured, floor, profile.name, lambda: self._why_slow(plan))
         self._settle(judgement, session.test_context())
 
@@ -218,10 +222,7 @@ class Fabric:
         if world.nranks < 2:
             self._skip("1 rank: bus bandwidth needs at least 2 ranks")
         self.record(properties.of_run(plan.name, plan.describe(), plan.nodes, case.kind))
-        timing = timing_method(profile.timing, case.nbytes)
-        call = Call(case.collective, case.nbytes, world.dtype, profile.warmup, profile.iters,
-                    repeats=profile.repeats, timing=timing)  # fmt: skip
-        measured = self._measure(plan, call)
+        measured = self._measure(plan, self._timed(case.collective, case.nbytes))
         judgement = judge_correctness(measured)
         self.record([*properties.of_measurement(measured), *self.session.test_context()])
         if not judgement.passed:
@@ -231,6 +232,24 @@ class Fabric:
             f"{world.profile_reason}",
             Skip.NOT_ASKED,
         )
+
+    def _timed(
+        self, collective: Collective, nbytes: int, dtype: str | None = None, iters: int = 0
+    ) -> Call:
+        """A timed job as the profile says (warm-up, calls per loop, repeats, timing method),
+        or as the defaults say without one; ``iters`` replaces the profile's calls per loop."""
+        profile = self.session.world.profile
+        warmup, loop, repeats, timing = (
+            DEFAULT_WARMUP,
+            DEFAULT_ITERS,
+            DEFAULT_REPEATS,
+            DEFAULT_TIMING,
+        )
+        if profile is not None:
+            warmup, loop, repeats, timing = (profile.warmup, profile.iters, profile.repeats,
+                                             profile.timing)  # fmt: skip
+        return Call(collective, nbytes, dtype or self.session.world.dtype, warmup, iters or loop,
+                    repeats=repeats, timing=timing_method(timing, nbytes))  # fmt: skip
 
     def _why_slow(self, plan: RunPlan) -> str:
         """The probable causes of a bandwidth shortfall, from ``plan``'s pool's NCCL logs and
@@ -263,12 +282,7 @@ class Fabric:
                        f"no rank in the recording {session.replay_of}")  # fmt: skip
         if profile is not None and world.inventory_problem:
             self._skip(f"node does not match the profile: {world.inventory_problem}")
-        warmup, repeats, timing = 5, 3, "auto"
-        if profile is not None:
-            warmup, repeats, timing = profile.warmup, profile.repeats, profile.timing
-        method = timing_method(timing, case.nbytes)
-        call = Call(case.collective, case.nbytes, world.dtype, warmup, LATENCY_ITERS,
-                    repeats=repeats, timing=method)  # fmt: skip
+        call = self._timed(case.collective, case.nbytes, iters=LATENCY_ITERS)
         main = session.main_plan
         self.record([(properties.RUN, main.name), (properties.RUN_SETTINGS, main.describe()),
                      (properties.RUN_NODES, main.nodes),
@@ -385,16 +399,9 @@ class Fabric:
             self._skip(*skip)
         one, split = session.main_plan, split_plan(world.nranks)
         self.record(properties.of_run(split.name, split.describe(), split.nodes, SPLIT))
-        warmup, iters, repeats, timing = 5, 20, 3, "auto"
-        if profile is not None:
-            warmup, iters = profile.warmup, profile.iters
-            repeats, timing = profile.repeats, profile.timing
 
         def call(collective: Collective) -> Call:
-            size = split_case(collective, profile, world.backend).nbytes
-            method = timing_method(timing, size)
-            return Call(collective, size, world.dtype, warmup, iters,
-                        repeats=repeats, timing=method)  # fmt: skip
+            return self._timed(collective, split_case(collective, profile, world.backend).nbytes)
 
         # Every case's side measured in one visit of each pool (the pool already running
         # first): two pool starts for all cases instead of two per case.

@@ -61,6 +61,20 @@ class Checker:
             return default
         return float(value)
 
+    def choice(
+        self, parent: LineMap, key: str, full: str, allowed: Iterable[str], default: str
+    ) -> str:
+        """``parent[key]`` if it is one of ``allowed``; else ``default`` and a problem."""
+        if key not in parent:
+            return default
+        allowed = tuple(allowed)
+        if parent[key] in allowed:
+            return str(parent[key])
+        self.problem(
+            parent.line_of(key), full, f"{parent[key]!r} is not one of {', '.join(allowed)}"
+        )
+        return default
+
     def unknown_keys(self, parent: LineMap, allowed: Iterable[str], where: str) -> None:
         allowed = set(allowed)
         for key in parent:

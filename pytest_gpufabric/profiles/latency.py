@@ -13,10 +13,10 @@ A ceiling the parent profile set stays unless this file states the same collecti
 from __future__ import annotations
 
 from ..collectives import ALL_COLLECTIVES, Collective
-from ..units import parse_size
 from .checker import Checker
 from .keys import LATENCY_KEYS
 from .model import Ceiling
+from .tables import cells
 from .yamlfile import LineMap
 
 # Measured (and judged where a ceiling is set) whatever the profile: the sizes where time per
@@ -45,35 +45,20 @@ def parse_latency(
     found: dict[tuple[Collective, int], Ceiling | None] = {
         (c.collective, c.nbytes): c for c in inherited
     }
-    for op_name, sizes in table.items():
-        key = f"latency.ceilings.{op_name}"
-        try:
-            collective = Collective(op_name)
-        except ValueError:
-            known = ", ".join(c.value for c in Collective)
-            check.problem(table.line_of(op_name), key, f"unknown collective (known: {known})")
-            continue
-        if not isinstance(sizes, LineMap):
-            check.problem(table.line_of(op_name), key, "must map message sizes to microseconds")
-            continue
-        for size_text, value in sizes.items():
-            line = sizes.line_of(size_text)
-            try:
-                nbytes = parse_size(size_text)
-            except ValueError as exc:
-                check.problem(line, f"{key}.{size_text}", str(exc))
-                continue
-            if value is None:
-                found[(collective, nbytes)] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                check.problem(line, f"{key}.{size_text}",
-                              f"must be a number > 0 (microseconds), got {value!r}")  # fmt: skip
-                continue
-            if source is not None:
-                found[(collective, nbytes)] = Ceiling(
-                    collective, nbytes, float(value), source, margin, check.path, line
-                )
+    for cell in cells(check, table, "latency.ceilings", "microseconds"):
+        value = cell.value
+        if cell.nbytes is None:
+            check.problem(cell.line, cell.key, "must map message sizes to microseconds")
+        elif value is None:
+            found[(cell.collective, cell.nbytes)] = None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            check.problem(
+                cell.line, cell.key, f"must be a number > 0 (microseconds), got {value!r}"
+            )
+        elif source is not None:
+            found[(cell.collective, cell.nbytes)] = Ceiling(
+                cell.collective, cell.nbytes, float(value), source, margin, check.path, cell.line
+            )
     kept = (c for c in found.values() if c is not None)
     return tuple(sorted(kept, key=lambda c: (ALL_COLLECTIVES.index(c.collective), c.nbytes)))
 

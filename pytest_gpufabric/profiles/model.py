@@ -183,6 +183,9 @@ class Ceiling:
 
 
 DEFAULT_WARN_BAND_PCT = 5.0
+# How collectives are timed when a profile does not say (bandwidth.warmup, iters, repeats,
+# timing), and for a run without a profile.
+DEFAULT_WARMUP, DEFAULT_ITERS, DEFAULT_REPEATS, DEFAULT_TIMING = 5, 20, 3, "auto"
 TIMINGS = ("auto", "graph", "loop")  # bandwidth.timing; auto: session/cases.py timing_method
 
 
@@ -205,8 +208,8 @@ class Profile:
     extends: tuple[str, ...] = ()  # the parent chain, nearest first
     files: tuple[Path, ...] = ()  # this file and its ancestors' files
     split: SplitLimit | None = None  # bandwidth.split; None: the split cost is not judged
-    repeats: int = 3  # timed loops of ``iters`` calls per measurement (their spread is kept)
-    timing: str = "auto"  # TIMINGS
+    repeats: int = DEFAULT_REPEATS  # timed loops of ``iters`` calls (their spread is kept)
+    timing: str = DEFAULT_TIMING  # TIMINGS
     latency: tuple[Ceiling, ...] = ()  # section latency; empty: measured, not judged
     implied: bool = False  # no profile fits the node: expectations from its hardware (implied.py)
 

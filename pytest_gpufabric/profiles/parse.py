@@ -26,6 +26,10 @@ from .keys import (
 )
 from .latency import parse_latency
 from .model import (
+    DEFAULT_ITERS,
+    DEFAULT_REPEATS,
+    DEFAULT_TIMING,
+    DEFAULT_WARMUP,
     DEFAULT_WARN_BAND_PCT,
     TIMINGS,
     BandwidthRun,
@@ -36,6 +40,7 @@ from .model import (
     ProfileError,
     SplitLimit,
 )
+from .tables import cells
 from .yamlfile import LineMap, YamlError, load_yaml
 
 
@@ -121,19 +126,12 @@ def _parse_bandwidth_settings(
         dtype, warmup, iters = base.dtype, base.warmup, base.iters
         ranks_set, warn_band = base.ranks_set, base.warn_band_pct
     else:
-        dtype, warmup, iters, ranks_set, warn_band = "bfloat16", 5, 20, None, DEFAULT_WARN_BAND_PCT
+        dtype, warmup, iters = "bfloat16", DEFAULT_WARMUP, DEFAULT_ITERS
+        ranks_set, warn_band = None, DEFAULT_WARN_BAND_PCT
     if bandwidth is None:
         return dtype, warmup, iters, ranks_set, warn_band
     check.unknown_keys(bandwidth, BANDWIDTH_KEYS, "bandwidth.")
-    if "dtype" in bandwidth:
-        if bandwidth["dtype"] in DTYPE_SIZES:
-            dtype = bandwidth["dtype"]
-        else:
-            check.problem(
-                bandwidth.line_of("dtype"),
-                "bandwidth.dtype",
-                f"{bandwidth['dtype']!r} is not one of {', '.join(DTYPE_SIZES)}",
-            )
+    dtype = check.choice(bandwidth, "dtype", "bandwidth.dtype", DTYPE_SIZES, dtype)
     warmup = check.integer(bandwidth, "warmup", "bandwidth.warmup", warmup, 0)
     iters = check.integer(bandwidth, "iters", "bandwidth.iters", iters, 1)
     if "ranks" in bandwidth:
@@ -145,19 +143,11 @@ def _parse_bandwidth_settings(
 def _parse_timing(
     check: Checker, bandwidth: LineMap | None, base: Profile | None
 ) -> tuple[int, str]:
-    repeats, timing = (base.repeats, base.timing) if base else (3, "auto")
+    repeats, timing = (base.repeats, base.timing) if base else (DEFAULT_REPEATS, DEFAULT_TIMING)
     if bandwidth is None:
         return repeats, timing
     repeats = check.integer(bandwidth, "repeats", "bandwidth.repeats", repeats, 1)
-    if "timing" in bandwidth:
-        if bandwidth["timing"] in TIMINGS:
-            timing = bandwidth["timing"]
-        else:
-            check.problem(
-                bandwidth.line_of("timing"),
-                "bandwidth.timing",
-                f"{bandwidth['timing']!r} is not one of {', '.join(TIMINGS)}",
-            )
+    timing = check.choice(bandwidth, "timing", "bandwidth.timing", TIMINGS, timing)
     return repeats, timing
 
 
@@ -269,52 +259,33 @@ def _parse_floors(
     found: dict[tuple[Collective, int], Floor | None] = {}
     if table is None:
         return found
-    for op_name, sizes in table.items():
-        key = f"{where}.floors.{op_name}"
-        try:
-            collective = Collective(op_name)
-        except ValueError:
-            known = ", ".join(c.value for c in Collective)
-            check.problem(table.line_of(op_name), key, f"unknown collective (known: {known})")
-            continue
-        if sizes is None:  # drop every inherited floor of this collective
+    for cell in cells(check, table, f"{where}.floors", "busbw floors"):
+        collective, nbytes, line, size_key = cell.collective, cell.nbytes, cell.line, cell.key
+        if nbytes is None:  # drop every inherited floor of this collective
             found.update({k: None for k in current if k[0] is collective})
             continue
-        if not isinstance(sizes, LineMap):
-            check.problem(table.line_of(op_name), key, "must map message sizes to busbw floors")
+        entry = cell.value
+        if entry is None:
+            found[(collective, nbytes)] = None
             continue
-        for size_text, entry in sizes.items():
-            line = sizes.line_of(size_text)
-            size_key = f"{key}.{size_text}"
-            try:
-                nbytes = parse_size(size_text)
-            except ValueError as exc:
-                check.problem(line, size_key, str(exc))
-                continue
-            if entry is None:
-                found[(collective, nbytes)] = None
-                continue
-            value, source = entry, default_source
-            if isinstance(entry, LineMap):
-                check.unknown_keys(entry, FLOOR_KEYS, f"{size_key}.")
-                value = entry.get("busbw_gbps")
-                source = (
-                    check.text(entry, "source", f"{size_key}.source", required=False)
-                    or default_source
-                )
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                check.problem(
-                    line, size_key, f"busbw floor must be a number > 0 (GB/s), got {value!r}"
-                )
-                continue
-            if source is None:
-                # Sources never come from another file: an inherited source does not cover a
-                # value this file changes.
-                check.problem(line, size_key, f"no source: give one here or as {where}.source")
-                continue
-            found[(collective, nbytes)] = Floor(
-                collective, nbytes, float(value), source, margin, check.path, line, kind
+        value, source = entry, default_source
+        if isinstance(entry, LineMap):
+            check.unknown_keys(entry, FLOOR_KEYS, f"{size_key}.")
+            value = entry.get("busbw_gbps")
+            source = (
+                check.text(entry, "source", f"{size_key}.source", required=False) or default_source
             )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            check.problem(line, size_key, f"busbw floor must be a number > 0 (GB/s), got {value!r}")
+            continue
+        if source is None:
+            # Sources never come from another file: an inherited source does not cover a
+            # value this file changes.
+            check.problem(line, size_key, f"no source: give one here or as {where}.source")
+            continue
+        found[(collective, nbytes)] = Floor(
+            collective, nbytes, float(value), source, margin, check.path, line, kind
+        )
     return found
 
 

@@ -97,6 +97,16 @@ def reports_for(reports: Sequence[dict[str, Any]], section: str) -> list[dict[st
     return list(reports)
 
 
+def _measured_on(run: Mapping[str, Any], host_label: str | None) -> str:
+    """The host and software of a source, up to its NCCL version (the parenthesis open)."""
+    torch = run.get("rank_torch_version") or run.get("torch_version", "?")
+    return (
+        f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
+        f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
+        f"NCCL {run.get('nccl_version', '?')}"
+    )
+
+
 def _section_lines(
     reports: Sequence[dict[str, Any]],
     section: str,
@@ -121,11 +131,8 @@ def _section_lines(
     how = "" if pool == DEFAULT else f", {props.get('run_settings', pool + ' run')}"
     if section == INTER_NODE:
         how = f", ranks split into {run.get('nnodes')} NCCL nodes"
-    torch = run.get("rank_torch_version") or run.get("torch_version", "?")
     source = (
-        f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
-        f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
-        f"NCCL {run.get('nccl_version', '?')}, {env}{how}) on {date} with pytest-gpufabric: "
+        f"{_measured_on(run, host_label)}, {env}{how}) on {date} with pytest-gpufabric: "
         f"{len(chosen)} runs, {_method(props, _timings(chosen, pool, latency=False))}"
     )
     lines = [
@@ -188,11 +195,8 @@ def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> 
     if not samples:
         return []
     run = run_facts(chosen[0])
-    torch = run.get("rank_torch_version") or run.get("torch_version", "?")
     source = (
-        f"measured on {host_label or run.get('hostname', '?')} ({run.get('gpu_count', '?')}×"
-        f"{run.get('gpu_model', '?')}, driver {run.get('driver', '?')}, torch {torch}, "
-        f"NCCL {run.get('nccl_version', '?')}) with pytest-gpufabric: {len(chosen)} runs, "
+        f"{_measured_on(run, host_label)}) with pytest-gpufabric: {len(chosen)} runs, "
         f"{_method(props, _timings(chosen, DEFAULT, latency=True))}"
     )
     lines = ["latency:", f"  source: {json.dumps(source, ensure_ascii=False)}",

@@ -67,6 +67,7 @@ class FabricSession:
         # Split-cost sides measured ahead (fabric.py): (pool, call) -> (measurement, its log)
         self.kept_sides: dict[tuple[str, Call], tuple[Measurement, NcclLog | None]] = {}
         self._fleet: FleetResult | None = None
+        self._fleet_nodes: tuple[list[FleetNode], str] | None = None
 
     @classmethod
     def build(cls, settings: Settings, catalogue: Catalogue, launcher: Launcher) -> FabricSession:
@@ -259,7 +260,11 @@ class FabricSession:
     # --- fleet mode ------------------------------------------------------------------------
 
     def fleet_nodes(self) -> tuple[list[FleetNode], str]:
-        return fleet_nodes(self.settings, self.world, self.launcher)
+        """The fleet's nodes, or why there are none; asked by the collection, the demands and
+        every fleet test, read once (a replay searches its recording for the fleet run)."""
+        if self._fleet_nodes is None:
+            self._fleet_nodes = fleet_nodes(self.settings, self.world, self.launcher)
+        return self._fleet_nodes
 
     def fleet(self, default_artifacts: Callable[[], Path]) -> FleetResult:
         """The fleet run, once per session; the main pool is stopped first (its ranks hold

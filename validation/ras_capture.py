@@ -25,26 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_gpufabric.evidence.ras import query  # the tree on PYTHONPATH
+
 PORT_RAS = 28123
 PORT_STORE = 29511
-
-
-def query(command: str, port: int = PORT_RAS, timeout: float = 10.0) -> str:
-    """One RAS client session: the protocol handshake, then ``command``; the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(f"CLIENT PROTOCOL 2\nTIMEOUT 5\n{command}\n".encode())
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def capture(out: Path, state: str) -> None:
@@ -56,7 +40,7 @@ def capture(out: Path, state: str) -> None:
             ("json", "SET FORMAT json\nVERBOSE STATUS"),
         ):
             try:
-                text = query(command, PORT_RAS + rank)
+                text = query("127.0.0.1", PORT_RAS + rank, command, timeout=10.0)
             except OSError as exc:
                 text = f"(query failed: {exc})"
             (out / f"{state}-rank{rank}-{fmt}.txt").write_text(text)

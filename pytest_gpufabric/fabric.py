@@ -455,12 +455,15 @@ class Fabric:
             ("fleet_decisions", "\n".join(planner.decisions)),
             (RECORD, encode(result)),
         ])  # fmt: skip
+        gated = [g.node for g in result.gates.values() if not g.passed]
+        self.record([("fleet_gate_failed", ",".join(gated))])
         bad = [f for f in planner.findings if f.kind in ("node", "link")]
         if not bad:
             return
         lines = [
             f"{len(planner.nodes)} nodes in {planner.rounds} rounds of {len(planner.probes)} "
             f"probes: {len(planner.bad_nodes)} bad node(s), {len(planner.bad_links)} bad link(s)"
+            + (f"; not paired, failed their own gate: {', '.join(gated)}" if gated else "")
         ]
         for finding in bad:
             what = "node" if finding.kind == "node" else "link"
@@ -476,7 +479,17 @@ class Fabric:
         result = self._fleet()
         planner = result.planner
         probes = [p.id for p in planner.probes.values() if name in p.nodes]
+        gate = result.gates.get(name)
         self.record([("fleet_node", name), ("fleet_probes", ",".join(map(str, probes)))])
+        if gate is not None:
+            self.record([("fleet_gate", "passed" if gate.passed else "failed"),
+                         ("fleet_gate_measured", gate.measured)])  # fmt: skip
+            if not gate.passed:
+                _fail("\n".join([f"{name} failed its own gate (alone, before any pairing):",
+                                  *(f"  {line}" for f in gate.findings
+                                    for line in f.splitlines())]))  # fmt: skip
+            if list(planner.nodes) == [name]:
+                return  # the only node that passed its gate: no partner, its gate decides
         for finding in planner.findings:
             if finding.kind == "node" and finding.nodes == (name,):
                 evidence = [f"  {self._probe_line(result, pid)}" for pid in finding.evidence]

@@ -18,6 +18,11 @@ of tests on disjoint sets of nodes, each round planned from the results of the e
 4. **Sweep**: once all that is decided, each failed screen group is tested once more without
    the nodes found bad (a bad node in one half hides a bad link across the cut).
 
+A fleet of at most four nodes is tested pair by pair instead (every pair once, two at a time:
+three rounds for four nodes): with so few nodes a failing screen leaves no cleared node to
+confirm a suspect with. A node failing with two partners that pass elsewhere is bad; a pair
+failing while both ends pass elsewhere is tested again: failing again names the link.
+
 Every decision is kept in :attr:`Planner.decisions` (and every probe with its outcome), so a
 fleet run can be replayed to the same decisions. Pure: no pytest, no launcher here.
 """
@@ -29,9 +34,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-SCREEN, BISECT, CROSS, CONFIRM, RETEST, SWEEP = (
-    "screen", "bisect", "cross", "confirm", "retest", "sweep",
+SCREEN, BISECT, CROSS, CONFIRM, RETEST, SWEEP, PAIR = (
+    "screen", "bisect", "cross", "confirm", "retest", "sweep", "pair",
 )  # fmt: skip
+SMALL_FLEET = 4  # up to this many nodes: every pair (planner above), see the module's text
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,10 @@ class Planner:
         self.outcomes: dict[int, bool] = {}
         self.rounds = 0
         self._next_id = 0
-        self._screens = [screen_groups(self.nodes, domains, group_size)]
+        small = 2 <= len(self.nodes) <= SMALL_FLEET
+        self._screens = [] if small else [screen_groups(self.nodes, domains, group_size)]
+        self._pair_rounds = round_robin(self.nodes) if small else []
+        self._pairs_done = not small
         self._failed_screens: list[tuple[str, ...]] = []
         self._groups: list[_Group] = []
         self._pairs: list[_Pair] = []
@@ -129,6 +138,11 @@ class Planner:
             raise RuntimeError("record every probe of the last round before planning the next")
         busy: set[str] = set()
         round_: list[Probe] = []
+        if not self._pairs_done:
+            round_ = self._plan_small()
+            if round_:
+                self.rounds += 1
+            return round_
         if self._screens:
             for nodes in self._screens.pop(0):
                 if len(nodes) < 2:  # a fleet of one node: nothing to test it against
@@ -147,7 +161,24 @@ class Planner:
             round_ = self._sweep()
         if round_:
             self.rounds += 1
+        else:
+            self._give_up()
         return round_
+
+    def _give_up(self) -> None:
+        """Nothing can be planned, yet groups or pairs are open: no cleared node is left to
+        test their nodes against (bad nodes in every half). Said, not guessed."""
+        stuck = [g.nodes for g in self._groups if not g.done]
+        stuck += [p.nodes for p in self._pairs if not p.done]
+        for group in self._groups:
+            group.done = True
+        for pair in self._pairs:
+            pair.done = True
+        left = sorted({n for nodes in stuck for n in nodes} - self.cleared - set(self.bad_nodes))
+        if left:
+            self.decisions.append(
+                f"{', '.join(left)}: undecided: no cleared node is left to test them against"
+            )
 
     def _sweep(self) -> list[Probe]:
         """Once everything else is decided: every failed screen group once more without the
@@ -171,10 +202,64 @@ class Planner:
         self.decisions.append(f"probe {probe_id} ({probe.why}) {word}")
         on_result(probe_id, passed)
 
+    # --- a small fleet: every pair -----------------------------------------------------------
+
+    def _plan_small(self) -> list[Probe]:
+        if self._pair_rounds:
+            why = f"every pair once, round {self.rounds + 1}"
+            return [
+                self._probe(pair, PAIR, why, self._small_result)
+                for pair in self._pair_rounds.pop(0)
+            ]
+        retests = [p for p in self._pairs if p.retest is None]
+        if retests:
+            busy: set[str] = set()
+            return [probe for pair in retests for probe in self._plan_retest(pair, busy)]
+        if not all(p.done for p in self._pairs):
+            return []  # a retest outcome still to come (record() before plan())
+        self._pairs_done = True
+        self._decide_small()
+        return []
+
+    def _small_result(self, probe_id: int, passed: bool) -> None:
+        if passed:
+            self._clear(self.probes[probe_id].nodes)
+        if self._pair_rounds:
+            return
+        # Every pair ran: a failing pair whose ends both passed elsewhere is tested again.
+        for pid, probe in self.probes.items():
+            ends = (probe.nodes[0], probe.nodes[1])
+            fresh = probe.purpose == PAIR and not any(p.nodes == ends for p in self._pairs)
+            if fresh and self.outcomes.get(pid) is False and set(ends) <= self.cleared:
+                self._pairs.append(_Pair(ends, pid))
+
+    def _decide_small(self) -> None:
+        for node in self.nodes:
+            if node in self.cleared:
+                continue
+            failed = [(pid, p.nodes[1] if p.nodes[0] == node else p.nodes[0])
+                      for pid, p in self.probes.items()
+                      if node in p.nodes and self.outcomes.get(pid) is False]  # fmt: skip
+            with_good = [(pid, other) for pid, other in failed if other in self.cleared]
+            if len(with_good) >= 2:
+                partners = ", ".join(other for _, other in with_good)
+                evidence = tuple(pid for pid, _ in with_good)
+                self.findings.append(Finding("node", (node,), evidence))
+                self.decisions.append(
+                    f"{node}: failed with {len(with_good)} cleared partners ({partners}): "
+                    "the node is bad"
+                )
+            else:
+                self.decisions.append(
+                    f"{node}: undecided: it passed with no partner, and failed with "
+                    f"{len(with_good)} partner(s) that passed elsewhere (2 are needed)"
+                )
+
     @property
     def done(self) -> bool:
         return (
-            not self._screens
+            self._pairs_done
+            and not self._screens
             and not self._pending
             and all(g.done for g in self._groups)
             and all(p.done for p in self._pairs)
@@ -408,3 +493,16 @@ def screen_groups(
             part[-1] = part[-1] + last
         groups += part
     return groups
+
+
+def round_robin(nodes: Sequence[str]) -> list[list[tuple[str, str]]]:
+    """Every pair of ``nodes`` once, in rounds of disjoint pairs (the circle method)."""
+    ring = list(nodes) + ([""] if len(nodes) % 2 else [])
+    rounds = []
+    for _ in range(len(ring) - 1):
+        half = len(ring) // 2
+        pairs = [(ring[i], ring[-1 - i]) for i in range(half)]
+        rounds.append([(min(a, b, key=nodes.index), max(a, b, key=nodes.index))
+                       for a, b in pairs if a and b])  # fmt: skip
+        ring = [ring[0], ring[-1], *ring[1:-1]]
+    return rounds

@@ -1,12 +1,14 @@
 """A fleet run as recorded in its report (the isolation test's ``fleet_record`` property),
-and its replay: the planner fed the recorded outcomes makes the same probes and decisions, so
-a fleet run is judged again from its bundle (``--gpufabric-replay``) without any rank."""
+and its replay: each node's recorded gate, then the planner fed the recorded outcomes makes
+the same probes and decisions, so a fleet run is judged again from its bundle
+(``--gpufabric-replay``) without any rank."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .gate import NodeGate
 from .planner import Planner
 from .run import FleetNode, FleetResult
 
@@ -18,7 +20,8 @@ def encode(result: FleetResult) -> str:
     planner = result.planner
     return json.dumps(
         {
-            "nodes": list(planner.nodes),
+            "nodes": list(result.gates) or list(planner.nodes),
+            "gates": {node: gate.record() for node, gate in result.gates.items()},
             "probes": {str(pid): list(p.nodes) for pid, p in planner.probes.items()},
             "outcomes": {str(pid): ok for pid, ok in planner.outcomes.items()},
             "details": {str(pid): text for pid, text in result.details.items()},
@@ -53,8 +56,12 @@ def replay(record: str) -> FleetResult:
     """The recorded run again: every probe the planner asks for must be the recorded one
     (same id, same nodes); ValueError naming the first that is not."""
     data = json.loads(record)
-    planner = Planner(data["nodes"])
-    result = FleetResult(planner)
+    gates = {
+        node: NodeGate(node, bool(g["passed"]), tuple(g["findings"]), str(g["measured"]))
+        for node, g in data.get("gates", {}).items()
+    }
+    planner = Planner([n for n in data["nodes"] if n not in gates or gates[n].passed])
+    result = FleetResult(planner, gates=gates)
     while planner.rounds < MAX_ROUNDS:
         probes = planner.plan()
         if not probes:

@@ -1,26 +1,31 @@
-"""A fleet run: the planner's rounds (planner.py) executed as rank pools on the fleet's nodes.
+"""A fleet run: each node's gate (gate.py), then the planner's rounds (planner.py) among the
+nodes that passed, executed as rank pools on the fleet's nodes.
 
-Each probe is one pool over its nodes' ranks (each node's ranks one NCCL host, NCCL_HOSTID),
-running one exact all_reduce; a probe passes when the pool starts and every element is right
-(and busbw reaches the profile's inter-node floor for that size, where it has one). The
-probes of a round run at the same time, on disjoint nodes.
+Each probe is one pool over its nodes' ranks, running one exact all_reduce; a probe passes
+when the pool starts and every element is right. The gates run at the same time, as do the
+probes of a round (on disjoint nodes).
 
-Nodes today are the local launcher's emulated nodes (``--gpufabric-emulate-nodes``): node j
-owns GPUs j·k .. j·k+k-1 of this host. ``GPUFABRIC_TEST_FLEET_FAULT="node:VAR=VALUE,..."`` is
-a test hook: it adds those variables to that node's ranks in every probe (a fault made on
-purpose, e.g. ``GLOO_SOCKET_IFNAME=bogus0``), so that tests can make one node bad.
+Nodes are where the launcher places its ranks: the kubernetes launcher's nodes (a pool on
+some of them takes their pods' ranks: ``PoolSpec.slots``), or the local launcher's emulated
+nodes (``--gpufabric-emulate-nodes``: node j owns GPUs j·k .. j·k+k-1 of this host, its ranks
+one NCCL host by NCCL_HOSTID; with more nodes than GPUs, node j shares GPU j mod G).
+``GPUFABRIC_TEST_FLEET_FAULT="node:VAR=VALUE,..."`` is a test hook: it adds those variables
+to that node's ranks in every pool (a fault made on purpose, e.g. ``GLOO_SOCKET_IFNAME=bogus0``),
+so that tests can make one node bad; ``pairs@node:...`` only in pools with other nodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..collectives import Collective
+from ..evidence.host import HostFacts
 from ..launch.protocol import Launcher, PoolSpec, RankFailure
 from ..launch.wire import Job
+from .gate import GateRules, NodeGate, judge_gate
 from .planner import Planner, Probe
 
 FAULT_HOOK = "GPUFABRIC_TEST_FLEET_FAULT"
@@ -30,24 +35,40 @@ PROBE_BYTES = 1 << 20
 @dataclass(frozen=True)
 class FleetNode:
     name: str
-    devices: tuple[int, ...]  # its GPUs on the host (ranks on CPU)
+    slots: tuple[int, ...]  # the launcher's rank slots on this node (PoolSpec.slots)
+    hostid: str | None = None  # NCCL_HOSTID of its ranks (an emulated node)
 
 
 def emulated_nodes(nranks: int, count: int) -> list[FleetNode]:
-    """``count`` nodes of ``nranks // count`` ranks each, named as NCCL_HOSTID names them."""
-    per = nranks // count
-    return [FleetNode(f"gpufabric-node{j}", tuple(range(j * per, (j + 1) * per)))
-            for j in range(count)]  # fmt: skip
+    """``count`` nodes of this host's ``nranks`` ranks, named as NCCL_HOSTID names them; with
+    more nodes than ranks each node has one rank and nodes share GPUs (j mod nranks)."""
+    per = max(nranks // count, 1)
+    return [
+        FleetNode(name, tuple(s % nranks for s in range(j * per, (j + 1) * per)), name)
+        for j in range(count)
+        if (name := f"gpufabric-node{j}")
+    ]
 
 
-def faults(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """The test hook's variables by node: "node2:A=1,B=2;node3:C=3"."""
-    found: dict[str, dict[str, str]] = {}
+def placed_nodes(rank_nodes: Sequence[str]) -> list[FleetNode]:
+    """The launcher's nodes, each with the slots of the ranks it holds, in first-seen order."""
+    slots: dict[str, list[int]] = {}
+    for slot, node in enumerate(rank_nodes):
+        slots.setdefault(node, []).append(slot)
+    return [FleetNode(name, tuple(held)) for name, held in slots.items()]
+
+
+def faults(environ: Mapping[str, str]) -> dict[tuple[str, str], dict[str, str]]:
+    """The test hook's variables by (scope, node): "node2:A=1,B=2;pairs@node3:C=3". Scope
+    "all" (no prefix): every pool of the node; "pairs": only pools with other nodes (a node
+    fine alone whose traffic to others fails, as with a broken NIC)."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
     for part in filter(None, environ.get(FAULT_HOOK, "").split(";")):
-        node, _, settings = part.partition(":")
+        where, _, settings = part.partition(":")
+        scope, _, node = where.strip().rpartition("@")
         for item in filter(None, settings.split(",")):
             name, _, value = item.partition("=")
-            found.setdefault(node.strip(), {})[name.strip()] = value
+            found.setdefault((scope or "all", node), {})[name.strip()] = value
     return found
 
 
@@ -57,6 +78,7 @@ class FleetResult:
     details: dict[int, str] = field(
         default_factory=dict
     )  # probe id -> what it measured or why it failed
+    gates: dict[str, NodeGate] = field(default_factory=dict)  # node -> its own gate
 
 
 class FleetRun:
@@ -64,49 +86,62 @@ class FleetRun:
         self,
         launcher: Launcher,
         nodes: Sequence[FleetNode],
+        rules: GateRules,
         *,
         backend: str,
-        dtype: str,
         directory: Path,
         startup_timeout: float,
         job_timeout: float,
         environ: Mapping[str, str],
+        read_host: Callable[[str], HostFacts | None],
     ) -> None:
         self.launcher = launcher
         self.nodes = {n.name: n for n in nodes}
+        self.rules = rules
         self.backend = backend
-        self.dtype = dtype
         self.directory = directory
         self.startup_timeout = startup_timeout
         self.job_timeout = job_timeout
         self.faults = faults(environ)
+        self.read_host = read_host
 
-    def spec(self, probe: Probe) -> PoolSpec:
-        placed = [(node, device) for node in probe.nodes for device in self.nodes[node].devices]
+    def spec(self, name: str, nodes: Sequence[str]) -> PoolSpec:
+        placed = [(node, slot) for node in nodes for slot in self.nodes[node].slots]
         return PoolSpec(
-            name=f"fleet-probe{probe.id}",
+            name=name,
             nranks=len(placed),
             backend=self.backend,
-            directory=self.directory / f"probe{probe.id}",
+            directory=self.directory / name,
             startup_timeout=self.startup_timeout,
             job_timeout=self.job_timeout,
-            rank_env=tuple(
-                {"NCCL_HOSTID": node, **self.faults.get(node, {})} for node, _ in placed
-            ),
-            devices=tuple(device for _, device in placed),
+            rank_env=tuple(self._env(node, len(nodes) > 1) for node, _ in placed),
+            slots=tuple(slot for _, slot in placed),
         )
+
+    def _env(self, node: str, paired: bool) -> dict[str, str]:
+        hostid = self.nodes[node].hostid
+        env = {"NCCL_HOSTID": hostid} if hostid else {}
+        env |= self.faults.get(("all", node), {})
+        return env | (self.faults.get(("pairs", node), {}) if paired else {})
+
+    def gate(self, node: str) -> NodeGate:
+        spec = self.spec(f"fleet-gate-{node}", [node])
+        return judge_gate(
+            node, lambda: self.launcher.start(spec), lambda: self.read_host(node), self.rules,
+            spec.nranks,
+        )  # fmt: skip
 
     def probe(self, probe: Probe) -> tuple[bool, str]:
         """(passed, what it measured or why it failed)."""
-        spec = self.spec(probe)
+        spec = self.spec(f"fleet-probe{probe.id}", probe.nodes)
         try:
             pool = self.launcher.start(spec)
         except RankFailure as exc:
             return False, f"start-up: {exc.summary}" + (f"; {exc.cause}" if exc.cause else "")
         try:
-            job = Job(1, Collective.ALL_REDUCE.value, PROBE_BYTES, self.dtype, 1, 5, True,
+            job = Job(1, Collective.ALL_REDUCE.value, PROBE_BYTES, self.rules.dtype, 1, 5, True,
                       repeats=1)  # fmt: skip
-            results = pool.run(job, f"all_reduce {PROBE_BYTES} {self.dtype}")
+            results = pool.run(job, f"all_reduce {PROBE_BYTES} {self.rules.dtype}")
         except RankFailure as exc:
             return False, f"all_reduce: {exc.summary}" + (f"; {exc.cause}" if exc.cause else "")
         finally:
@@ -120,14 +155,18 @@ class FleetRun:
             f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, {slowest:.3f} ms",
         )
 
-    def run(self, planner: Planner, max_rounds: int = 64) -> FleetResult:
-        result = FleetResult(planner)
+    def run(self, max_rounds: int = 64) -> FleetResult:
+        # Each pool starts, runs and closes inside one thread: a local rank's
+        # PR_SET_PDEATHSIG follows the thread that spawned it, not the process.
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            gates = list(pool.map(self.gate, self.nodes))
+        result = FleetResult(Planner([g.node for g in gates if g.passed]))
+        result.gates = {g.node: g for g in gates}
+        planner = result.planner
         while planner.rounds < max_rounds:
             probes = planner.plan()
             if not probes:
                 break
-            # Each probe's pool starts, runs and closes inside one thread: a local rank's
-            # PR_SET_PDEATHSIG follows the thread that spawned it, not the process.
             with ThreadPoolExecutor(max_workers=len(probes)) as pool:
                 outcomes = list(pool.map(self.probe, probes))
             for probe, (passed, detail) in zip(probes, outcomes, strict=True):

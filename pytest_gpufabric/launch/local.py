@@ -182,7 +182,7 @@ class LocalPool:
             controller=self.server.address,
             token=self.server.token,
             rank_addr="127.0.0.1",
-            local=(spec.device(rank), max([spec.nranks, *(d + 1 for d in spec.devices)])),
+            local=(spec.slot(rank), max([spec.nranks, *(d + 1 for d in spec.slots)])),
             startup_timeout=spec.startup_timeout,
             job_timeout=spec.job_timeout,
             log_dir=spec.directory,

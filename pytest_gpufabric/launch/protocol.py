@@ -45,12 +45,13 @@ class PoolSpec:
     job_timeout: float  # seconds for each job once the pool runs
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the caller's environment
     rank_env: Sequence[Mapping[str, str]] = ()  # per rank, on top of env (e.g. NCCL_HOSTID)
-    # per rank, the GPU it uses on its host (a pool on some of the host's GPUs: fleet probes
-    # over emulated nodes); empty: rank r uses GPU r
-    devices: Sequence[int] = ()
+    # per rank, the launcher's rank slot it takes (a pool on some of the launcher's ranks:
+    # fleet probes): the local launcher's GPU on the host, the kubernetes launcher's n-th rank
+    # of the run's pods (a pod's GPU). Empty: rank r takes slot r.
+    slots: Sequence[int] = ()
 
-    def device(self, rank: int) -> int:
-        return self.devices[rank] if rank < len(self.devices) else rank
+    def slot(self, rank: int) -> int:
+        return self.slots[rank] if rank < len(self.slots) else rank
 
     def environment(self, rank: int) -> dict[str, str]:
         """This rank's overrides: the pool's, then its own."""

@@ -4,11 +4,15 @@ run here, and its one result (fleet/run.py), shared by the isolation test and ev
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..fleet.planner import Planner
+from ..evidence.host import HostFacts
+from ..evidence.node import Node
+from ..fleet.gate import GateRules
 from ..fleet.record import find, nodes_of, replay
-from ..fleet.run import FleetNode, FleetResult, FleetRun, emulated_nodes
+from ..fleet.run import FleetNode, FleetResult, FleetRun, emulated_nodes, placed_nodes
 from ..launch.protocol import Launcher
 from ..settings import Settings
 from .world import World
@@ -17,39 +21,65 @@ from .world import World
 def fleet_nodes(
     settings: Settings, world: World, launcher: Launcher
 ) -> tuple[list[FleetNode], str]:
-    """(the fleet's nodes, "") or ([], why fleet mode does not run on this launcher)."""
+    """(the fleet's nodes, "") or ([], why fleet mode does not run here)."""
     if settings.replay.value is not None:
         record = find(settings.replay.value)
         if record is None:
             return [], f"no fleet run in the recording {settings.replay.value}"
         return nodes_of(record), ""
-    if launcher.name != "local":
-        return [], (f"fleet mode runs over the local launcher's emulated nodes so far; pools on "
-                    f"some of the {launcher.name} launcher's nodes are not built yet")  # fmt: skip
-    count = settings.emulate_nodes.value
-    if count < 2:
-        return [], "fleet mode needs nodes: --gpufabric-emulate-nodes N (N >= 2) on one host"
-    if world.nranks % count:
-        return [], f"{world.nranks} ranks do not split evenly into {count} emulated nodes"
-    return emulated_nodes(world.nranks, count), ""
+    if launcher.name == "local":
+        count = settings.emulate_nodes.value
+        if count < 2:
+            return [], "fleet mode on one host needs nodes: --gpufabric-emulate-nodes N (N >= 2)"
+        if world.nranks % count and count % world.nranks:
+            return [], f"{world.nranks} ranks do not split evenly into {count} emulated nodes"
+        return emulated_nodes(world.nranks, count), ""
+    placed = launcher.rank_nodes()
+    if not placed:
+        return [], f"the {launcher.name} launcher does not say which node holds which rank"
+    return placed_nodes(placed), ""
 
 
 def run_fleet(
-    settings: Settings, world: World, launcher: Launcher, nodes: list[FleetNode], directory: Path
+    settings: Settings,
+    world: World,
+    launcher: Launcher,
+    nodes: list[FleetNode],
+    rules: GateRules,
+    directory: Path,
 ) -> FleetResult:
     if settings.replay.value is not None:
         record = find(settings.replay.value)
         if record is None:  # fleet_nodes said so first
             raise ValueError(f"no fleet run in the recording {settings.replay.value}")
         return replay(record)
+    hosts = HostReadings(launcher, world.nodes)
     run = FleetRun(
         launcher,
         nodes,
+        rules,
         backend=world.backend,
-        dtype=world.dtype,
         directory=directory,
         startup_timeout=settings.startup_timeout.value,
         job_timeout=settings.timeout.value,
         environ=os.environ,
+        read_host=hosts.read,
     )
-    return run.run(Planner([n.name for n in nodes]))
+    return run.run()
+
+
+class HostReadings:
+    """Each node's host facts after its gate, read once (emulated nodes share one host)."""
+
+    def __init__(self, launcher: Launcher, nodes: Sequence[Node]) -> None:
+        self.launcher = launcher
+        self.nodes = {n.name: n for n in nodes}
+        self.facts: dict[str, HostFacts | None] = {}
+        self.locks = {name: threading.Lock() for name in self.nodes}
+
+    def read(self, fleet_node: str) -> HostFacts | None:
+        name = fleet_node if fleet_node in self.nodes else next(iter(self.nodes))
+        with self.locks[name]:
+            if name not in self.facts:
+                self.facts[name] = self.launcher.read_host(self.nodes[name], "after")
+            return self.facts[name]

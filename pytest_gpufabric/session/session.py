@@ -12,6 +12,7 @@ from typing import Any
 
 from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
+from ..fleet.gate import GateRules
 from ..fleet.run import FleetNode, FleetResult
 from ..judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS
 from ..judge.certify import Certification, Demand, certify
@@ -22,7 +23,7 @@ from ..launch.protocol import Launcher, RankPool
 from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
 from ..profiles.implied import implied_nccl
-from ..profiles.model import NcclExpectations
+from ..profiles.model import HostExpectations, NcclExpectations
 from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS, SPLIT
 from ..settings import Settings
 from ..units import format_size
@@ -277,8 +278,21 @@ class FabricSession:
             if self._artifacts is not None and not self._first_pool_done:
                 self._hosts.keep_nodes(self._artifacts)  # the bundle says what it ran on
             directory = (self._artifacts or self.replay_of or Path()) / "fleet"
-            self._fleet = run_fleet(self.settings, self.world, self.launcher, nodes, directory)
+            self._fleet = run_fleet(
+                self.settings, self.world, self.launcher, nodes, self.gate_rules(), directory
+            )
         return self._fleet
+
+    def gate_rules(self) -> GateRules:
+        """What each node's gate holds it to: the profile's host checks, NCCL expectations."""
+        profile = self.world.profile
+        return GateRules(
+            profile,
+            profile.nccl if profile is not None and not profile.implied else NcclExpectations(),
+            profile.host if profile is not None else HostExpectations(),
+            [c for c in HOST_CHECKS if profile is not None and self.host_not_asked(c) is None],
+            self.world.dtype,
+        )
 
     # --- the verdict -----------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ def plan_world(settings: Settings, catalogue: Catalogue, launcher: Launcher) -> 
             f"{gpus} GPUs are visible on {where}"
         )
     emulated = settings.emulate_nodes.value
-    if emulated > nranks:
+    if emulated > nranks and not settings.fleet.value:  # a fleet's nodes may share GPUs
         raise SettingError(
             f"--gpufabric-emulate-nodes: {emulated} nodes (from {settings.emulate_nodes.source}) "
             f"but only {nranks} ranks"

@@ -79,6 +79,8 @@ class KubernetesLauncher:
         self.container = manifests.CONTAINER  # or the name the pod template gives it
         self.workload, self.workload_reason = "pods", "not chosen yet"
         self._node_labels: dict[str, dict[str, str]] = {}
+        self.fleet = settings.fleet.value  # every usable node, not one
+        self.skipped_nodes: dict[str, str] = {}  # node -> why a fleet run left it out
 
     # --- the Launcher protocol ---------------------------------------------------------------
 
@@ -172,7 +174,14 @@ class KubernetesLauncher:
                 f"{WHERE}: cannot list nodes ({self.api.where}): {reason(exc)}"
             ) from None
         usable = [n for n in found if _ready(n)]
-        want = opts.nodes or (len(opts.node_names) if opts.node_names else 1)
+        if self.fleet and not opts.node_names:
+            # A fleet is every usable node: Ready, schedulable, and no taint our pods do not
+            # tolerate (a node the operator keeps for itself, or one a gate tainted before).
+            barred = {n["metadata"]["name"]: t for n in usable if (t := _barring(n, opts))}
+            self.skipped_nodes = {k: f"taint {v} not tolerated" for k, v in barred.items()}
+            usable = [n for n in usable if n["metadata"]["name"] not in barred]
+        want = opts.nodes or len(opts.node_names) or (len(usable) if self.fleet else 1)
+        want = max(want, 1)
         if len(usable) < want:
             seen = (
                 ", ".join(
@@ -471,6 +480,17 @@ def _ready(node: dict[str, Any]) -> bool:
         if condition.get("type") == "Ready":
             return bool(condition.get("status") == "True")
     return False
+
+
+def _barring(node: dict[str, Any], opts: KubeOptions) -> str | None:
+    """The first NoSchedule/NoExecute taint of ``node`` that none of our tolerations takes."""
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not any(t.tolerates(taint) for t in opts.tolerations):
+            value = f"={taint['value']}" if taint.get("value") else ""
+            return f"{taint.get('key')}{value}:{taint.get('effect')}"
+    return None
 
 
 def _why_not(node: dict[str, Any]) -> str:

@@ -23,6 +23,11 @@ class Toleration:
     value: str | None
     effect: str
 
+    def tolerates(self, taint: dict[str, str]) -> bool:
+        if taint.get("key") != self.key or self.effect not in ("", taint.get("effect")):
+            return False
+        return self.value is None or taint.get("value", "") == self.value
+
     def manifest(self) -> dict[str, str]:
         if self.value is None:
             return {"key": self.key, "operator": "Exists", "effect": self.effect}

@@ -33,10 +33,10 @@ class KubePool:
         self.launcher = launcher
         self.server = RankServer(spec.name, spec.nranks, self)
         self._ranks: list[ExecRank] = []
-        self._where: list[tuple[manifests.PodPlan, int]] = []  # by rank: (pod, local rank)
-        for plan in launcher.plans:
-            for local, _ in enumerate(plan.ranks):
-                self._where.append((plan, local))
+        # by rank: (pod, local rank); a pool on some of the pods' ranks takes spec.slots
+        held = [(plan, local) for plan in launcher.plans for local, _ in enumerate(plan.ranks)]
+        self._where = [held[s] for s in spec.slots if s < len(held)] if spec.slots else held
+        self._held = len(held)
         self._closed = False
         self._log_dir = PurePosixPath(manifests.WORK_DIR) / spec.name
 
@@ -51,10 +51,10 @@ class KubePool:
 
     def start(self) -> None:
         spec, launcher = self.spec, self.launcher
-        if spec.nranks != len(self._where):
+        if spec.nranks != len(self._where) or len(spec.slots) not in (0, spec.nranks):
             raise KubeError(
-                f"{WHERE}: pool {spec.name} wants {spec.nranks} ranks; the pods "
-                f"hold {len(self._where)}"
+                f"{WHERE}: pool {spec.name} wants {spec.nranks} ranks (slots "
+                f"{list(spec.slots) or 'all'}); the pods hold {self._held}"
             )
         spec.directory.mkdir(parents=True, exist_ok=True)
         record = spec.record() | {"pods": launcher.placement(), "namespace": launcher.namespace}

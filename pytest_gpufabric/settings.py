@@ -135,6 +135,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "node-exporter's textfile collector, replaced atomically)",
     ),
     OptionSpec(
+        "pushgateway",
+        "URL",
+        "Push the same metrics to this Prometheus Pushgateway (http://host:9091) at the end, "
+        "grouped by job gpufabric and the profile (gpufabric_profile), so that each run "
+        "replaces the last one of its instance type",
+    ),
+    OptionSpec(
         "replay",
         "DIR",
         "Judge a recorded run instead of launching ranks: NCCL debug logs, nccl-tests output "
@@ -269,6 +276,7 @@ class Settings:
     prestart: Setting[str] = Setting("auto", "default")
     fleet: Setting[bool] = Setting(False, "default")
     metrics: Setting[Path | None] = Setting(None, "default")
+    pushgateway: Setting[str | None] = Setting(None, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -471,7 +479,14 @@ def resolve(
         prestart=defaulted("prestart", _prestart),
         fleet=defaulted("fleet", _switch),
         metrics=path("metrics"),
+        pushgateway=one("pushgateway", _url),
     )
+
+
+def _url(text: str) -> str:
+    if not text.strip().startswith(("http://", "https://")):
+        raise ValueError("not an http:// or https:// URL")
+    return text.strip()
 
 
 def check_paths(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from ..judge.nccl import judge_intra_node
 from ..launch.protocol import RankFailure, RankPool
 from ..launch.wire import Job
 from ..profiles.model import HostExpectations, NcclExpectations, Profile
+from ..units import format_size
 
 GATE_BYTES_DEFAULT = 1 << 20  # exact all_reduce where the profile has no floor to judge
 GATE_BYTES_MAX = 256 << 20
@@ -91,7 +92,7 @@ def judge_gate(
     finally:
         pool.close()
     measured = from_results(Collective.ALL_REDUCE, rules.dtype, 5, 20, results)
-    summary = (f"all_reduce {nbytes >> 20} MiB on {nranks} rank(s): "
+    summary = (f"all_reduce {format_size(nbytes)} on {nranks} rank(s): "
                f"{measured.busbw_gbps:.1f} GB/s busbw")  # fmt: skip
     if measured.mismatches:
         findings.append(f"all_reduce: {measured.mismatches} wrong elements")

@@ -18,6 +18,7 @@ from typing import Any
 from ..judge.certify import Certification
 from ..session.session import FabricSession
 from .metrics import render, write_metrics
+from .push import PushError, push
 from .schema import JSON_SCHEMA
 
 
@@ -79,11 +80,17 @@ def write_reports(
         except OSError as exc:
             why = exc.strerror or str(exc)
             problems.append(f"ERROR: gpufabric: cannot write the JSON report {path}: {why}")
-    metrics = session.settings.metrics.value
+    metrics, gateway = session.settings.metrics.value, session.settings.pushgateway.value
+    text = render(session, certification) if metrics or gateway else ""
     if metrics is not None:
         try:
-            write_metrics(metrics, render(session, certification))
+            write_metrics(metrics, text)
         except OSError as exc:
             why = exc.strerror or str(exc)
             problems.append(f"ERROR: gpufabric: cannot write the metrics file {metrics}: {why}")
+    if gateway is not None:
+        try:
+            push(gateway, text, grouping={"gpufabric_profile": session.profile_name or "none"})
+        except PushError as exc:
+            problems.append(f"ERROR: gpufabric: {exc}")
     return problems

@@ -6,7 +6,8 @@ by the launcher, so the rest of the plugin never needs it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ class Api:
     extensions: Any  # ApiextensionsV1Api
     where: str  # "kubeconfig /root/.kube/config, context x" or "in-cluster service account"
     namespace: str  # the context's or the pod's namespace; "default" otherwise
+    # Exec streams get a client of their own: kubernetes.stream.stream() swaps its client's
+    # request() for a websocket call while it opens one, which other threads' calls on the
+    # same client would take (fleet pools open streams from several threads at once).
+    exec_core: Any = None  # CoreV1Api on its own ApiClient
+    exec_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def version(self) -> tuple[int, int]:
         """The server's (major, minor), e.g. (1, 20); "1.21+" counts as 21."""
@@ -34,6 +40,8 @@ class Api:
 
     def close(self) -> None:
         self.client.close()
+        if self.exec_core is not None:
+            self.exec_core.api_client.close()
 
 
 def _digits(text: str) -> int:
@@ -91,6 +99,7 @@ def connect() -> Api:
         k8s.ApiextensionsV1Api(api_client),
         where,
         namespace,
+        k8s.CoreV1Api(k8s.ApiClient(configuration)),
     )
 
 

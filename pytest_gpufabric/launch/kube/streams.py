@@ -31,19 +31,20 @@ def open_exec(
     """An exec stream (kubernetes.stream.ws_client.WSClient), binary, not yet read."""
     from kubernetes.stream import stream, ws_client
 
-    client = stream(
-        api.core.connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        container=container,
-        command=list(command),
-        stdin=stdin,
-        stdout=True,
-        stderr=True,
-        tty=False,
-        binary=True,
-        _preload_content=False,
-    )
+    with api.exec_lock:  # stream() patches its client while it opens one (api.py)
+        client = stream(
+            api.exec_core.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            container=container,
+            command=list(command),
+            stdin=stdin,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            binary=True,
+            _preload_content=False,
+        )
     # The client keeps a copy of all output for read_all(); a rank talks for hours.
     client._all = ws_client._IgnoredIO()
     return client

@@ -1,0 +1,87 @@
+"""Fleet mode on the real cluster: three extra nodes join it for this module (their own
+containerd and kubelet on this machine, validation/k8s-multinode/add-node.sh), so the fleet
+is every node the cluster has: four. One node is made bad on its own (it fails its gate),
+one only towards other nodes (the pair isolation names it); the other two pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from k8s import k8s_cluster as k
+
+SCRIPTS = k.REPO / "validation" / "k8s-multinode"
+EXTRA = ("node2", "node3", "node4")
+TAINT = "gpufabric-k8s/extra-node:NoSchedule"  # keeps the other tests' pods off them
+SUITE = k.REPO / "suites" / "test_fleet.py"
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = k.script_env(SHARED_K8S=str(k.RECIPE))
+    return subprocess.run([str(SCRIPTS / name), *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fleet_nodes(k8s: k.Cluster) -> Iterator[tuple[str, ...]]:
+    added: list[str] = []
+    try:
+        for index, name in enumerate(EXTRA, start=2):
+            done = _script("add-node.sh", name, str(index))
+            if done.returncode != 0:
+                pytest.fail(
+                    f"add-node.sh {name} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                )
+            added.append(name)
+        yield ("localhost", *EXTRA)
+    finally:
+        problems = []
+        for name in added:
+            removed = _script("remove-node.sh", name)
+            if removed.returncode != 0:
+                problems.append(f"{name}: {removed.stdout[-2000:]}{removed.stderr[-2000:]}")
+        assert not problems, problems
+
+
+def test_a_fleet_run_over_every_node_names_the_bad_ones(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, k8s: k.Cluster,
+    fleet_nodes: tuple[str, ...], namespace: str, template: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(
+        "GPUFABRIC_TEST_FLEET_FAULT",
+        "node3:GLOO_SOCKET_IFNAME=bogus0;pairs@node4:GLOO_SOCKET_IFNAME=bogus0",
+    )
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
+                                 f"--gpufabric-k8s-tolerations={TAINT}"),
+        f"--gpufabric-json={report}", "-rs",
+    )  # fmt: skip
+    out = result.stdout.str()
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    outcomes = {name: tests[f"test_fleet_node[{name}]"]["outcome"] for name in fleet_nodes}
+    assert outcomes == {"localhost": "passed", "node2": "passed", "node3": "failed",
+                        "node4": "failed"}, out  # fmt: skip
+    result.stdout.fnmatch_lines([
+        "node3 failed its own gate (alone, before any pairing):",
+        "  start-up: *no network interface matches GLOO_SOCKET_IFNAME=bogus0*",
+    ])  # fmt: skip
+    result.stdout.fnmatch_lines([
+        "3 nodes in 3 rounds of 3 probes: 1 bad node(s), 0 bad link(s); not paired, failed "
+        "their own gate: node3",
+        "node node4 is bad:",
+    ])  # fmt: skip
+    props = tests["test_fleet_isolation"]["properties"]
+    assert props["fleet_bad_nodes"] == "node4"
+    gate = tests["test_fleet_node[localhost]"]["properties"]
+    assert gate["fleet_gate"] == "passed"
+    # the profile's all_reduce floor at 64 KiB (gloo on CPU) judged the gate
+    assert gate["fleet_gate_measured"].startswith("all_reduce 64KiB on 2 rank(s)")
+    # pools of several nodes at once: no exec stream took another thread's API call
+    assert "kubernetes clean-up" not in result.stderr.str()
+    assert k8s.wait_empty(namespace, 60) == []
+    assert k.worker_processes() == []

@@ -5,6 +5,8 @@ nodes and is found and named by the planner's rounds among the nodes that passed
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,45 @@ def test_a_fleet_run_replays_from_its_bundle_to_the_same_decisions(
     for key in ("fleet_decisions", "fleet_bad_nodes", "fleet_rounds", "fleet_probes",
                 "fleet_gate_failed"):  # fmt: skip
         assert replayed[key] == live_props[key]
+
+
+def _my_ranks() -> list[int]:
+    """Rank processes this test process started (GPUFABRIC_RANK_PARENT), still alive."""
+    mine = f"GPUFABRIC_RANK_PARENT={os.getpid()}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and mine in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_frozen_rank_is_named_with_its_node_within_the_timeout(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A rank of node 2 stops itself (SIGSTOP) when its all_reduce arrives, in every pool with
+    other nodes: it never begins the job; the probe names it and its node once the 5 s job
+    deadline passes, node 2 is named bad, and no rank process is left."""
+    monkeypatch.setenv(
+        "GPUFABRIC_TEST_FLEET_FAULT", "pairs@gpufabric-node2:GPUFABRIC_TEST_RANK_FREEZE=1"
+    )
+    report = tmp_path / "report.json"
+    result = pytester.runpytest(str(SUITE), "-p", "no:cacheprovider", *FLEET,
+                                "--gpufabric-timeout=5", f"--gpufabric-json={report}")  # fmt: skip
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines([
+        "node gpufabric-node2 is bad:",
+        "  probe * over *gpufabric-node2* failed: all_reduce: rank ? never began it; rank ? did "
+        "not finish * (waiting in the collective)*; never arrived: rank ? on node "
+        "gpufabric-node2 (after *s)",
+    ])  # fmt: skip
+    waits = [
+        float(w) for w in re.findall(r"never arrived: .*\(after ([\d.]+) s\)", result.stdout.str())
+    ]
+    assert waits
+    assert all(5 <= w < 8 for w in waits), waits  # the deadline, then a few seconds
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    assert tests["test_fleet_node[gpufabric-node2]"]["outcome"] == "failed"
+    assert _my_ranks() == []

@@ -125,7 +125,12 @@ def test_after(gpufabric):
     ("name", "victim", "sig", "summary"),
     [
         ("killed", 1, "SIGKILL", "rank 1 died"),
-        ("hung", 0, "SIGSTOP", "ranks 0, 1 did not finish within 3 s"),
+        (
+            "hung",
+            0,
+            "SIGSTOP",
+            "rank 0 never began it; rank 1 did not finish within 3 s (waiting in the collective)",
+        ),
     ],
 )
 def test_dead_or_hung_rank_fails_in_time_and_leaves_nothing(
@@ -274,7 +279,9 @@ def test_shipped_suites_run_from_the_installed_package(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(["*test_node.py::test_ranks_joined", "54 tests collected*"])
 
 
-def test_the_next_pool_is_started_ahead_when_asked(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_the_next_pool_is_started_ahead_when_asked(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     """--gpufabric-prestart on (auto keeps it off for gloo): the split pool's ranks are spawned
     while the main pool measures, and the split-cost comparison runs on them."""
     report_json = tmp_path / "report.json"

@@ -10,6 +10,7 @@ bad on its own is named by its own findings, not by a bisection.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -77,10 +78,15 @@ def judge_gate(
 ) -> NodeGate:
     """Run the node's pool and judge it; every failure is a finding, none raises."""
     nbytes = gate_bytes(rules, nranks)
+    node_of = [node] * nranks
+    began = time.monotonic()
     try:
         pool = start()
     except RankFailure as exc:
-        return NodeGate(node, False, (f"start-up: {_one_line(exc)}",), "")
+        return NodeGate(
+            node, False, (failure("start-up", exc, node_of, time.monotonic() - began),), ""
+        )
+    began = time.monotonic()
     findings: list[str] = []
     try:
         job = Job(1, Collective.ALL_REDUCE.value, nbytes, rules.dtype, 5, 20, True, repeats=3)
@@ -88,7 +94,9 @@ def judge_gate(
         log = pool.nccl_log() if pool.spec.backend == "nccl" else None
         shm = [(h.rank, h.shm_dev, h.host) for h in pool.hello]
     except RankFailure as exc:
-        return NodeGate(node, False, (f"all_reduce: {_one_line(exc)}",), "")
+        return NodeGate(
+            node, False, (failure("all_reduce", exc, node_of, time.monotonic() - began),), ""
+        )
     finally:
         pool.close()
     measured = from_results(Collective.ALL_REDUCE, rules.dtype, 5, 20, results)
@@ -110,5 +118,14 @@ def judge_gate(
     return NodeGate(node, not findings, tuple(findings), summary)
 
 
-def _one_line(exc: RankFailure) -> str:
-    return exc.summary + (f"; {exc.cause}" if exc.cause else "")
+def failure(stage: str, exc: RankFailure, node_of: Sequence[str], elapsed_s: float) -> str:
+    """One line: what failed, the ranks (and nodes) that never arrived, the first recognised
+    cause, what NCCL RAS said, and how long it took to tell."""
+    text = f"{stage}: {exc.summary}"
+    if exc.never_began:
+        who = ", ".join(f"rank {r} on node {node_of[r]}" for r in exc.never_began)
+        text += f"; never arrived: {who}"
+    if exc.cause:
+        text += f"; {exc.cause}"
+    text += "".join(f"; {note}" for note in exc.notes if note.startswith("NCCL RAS"))
+    return text + f" (after {elapsed_s:.1f} s)"

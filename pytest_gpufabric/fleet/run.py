@@ -16,6 +16,7 @@ so that tests can make one node bad; ``pairs@node:...`` only in pools with other
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from ..collectives import Collective
 from ..evidence.host import HostFacts
 from ..launch.protocol import Launcher, PoolSpec, RankFailure
 from ..launch.wire import Job
-from .gate import GateRules, NodeGate, judge_gate
+from .gate import GateRules, NodeGate, failure, judge_gate
 from .planner import Planner, Probe
 
 FAULT_HOOK = "GPUFABRIC_TEST_FLEET_FAULT"
@@ -134,16 +135,19 @@ class FleetRun:
     def probe(self, probe: Probe) -> tuple[bool, str]:
         """(passed, what it measured or why it failed)."""
         spec = self.spec(f"fleet-probe{probe.id}", probe.nodes)
+        node_of = [node for node in probe.nodes for _ in self.nodes[node].slots]
+        began = time.monotonic()
         try:
             pool = self.launcher.start(spec)
         except RankFailure as exc:
-            return False, f"start-up: {exc.summary}" + (f"; {exc.cause}" if exc.cause else "")
+            return False, failure("start-up", exc, node_of, time.monotonic() - began)
+        began = time.monotonic()
         try:
             job = Job(1, Collective.ALL_REDUCE.value, PROBE_BYTES, self.rules.dtype, 1, 5, True,
                       repeats=1)  # fmt: skip
             results = pool.run(job, f"all_reduce {PROBE_BYTES} {self.rules.dtype}")
         except RankFailure as exc:
-            return False, f"all_reduce: {exc.summary}" + (f"; {exc.cause}" if exc.cause else "")
+            return False, failure("all_reduce", exc, node_of, time.monotonic() - began)
         finally:
             pool.close()
         wrong = sum(r.mismatches for r in results)

@@ -23,6 +23,7 @@ from typing import Protocol
 from .causes import ranks_text
 from .protocol import RankFailure, RankProblem
 from .wire import (
+    Begun,
     Exit,
     Failed,
     Job,
@@ -105,6 +106,7 @@ class RankServer:
         self._ranks: dict[int, _Connection] = {}
         self._rendezvous: Rendezvous | None = None
         self.hello: list[RankHello] = []
+        self._begun: set[int] = set()  # ranks that began the current job
         self.refused: list[str] = []  # connections dropped: bad token, protocol, duplicate rank
         self.broken: str | None = None
         self._closed = False
@@ -132,10 +134,13 @@ class RankServer:
     def run(self, job: Job, what: str, deadline_s: float) -> list[JobResult]:
         if self.broken is not None:
             raise RankFailure(self.pool, what, f"pool is down: {self.broken}", [])
+        self._begun = set()
         for conn in self._ranks.values():
             conn.send(job)  # a dead rank shows up in _gather
 
         def on_message(rank: int, message: Message) -> Message | None:
+            if isinstance(message, Begun) and message.id == job.id:
+                self._begun.add(rank)
             if isinstance(message, (Result, Failed)) and message.id == job.id:
                 return message
             return None
@@ -274,27 +279,34 @@ class RankServer:
         dead = [r for r in silent if self.watch.exited(r) is not None]
         cut = [r for r in silent if r not in dead and r in self._ranks and self._ranks[r].closed]
         hung = [r for r in silent if r not in dead and r not in cut]
+        # A job's ranks that never said they began it are stuck before the collective or
+        # frozen: the others wait for them inside it (the start-up has no such report).
+        never = [r for r in hung if r not in self._begun] if what != STARTUP else []
+        hung = [r for r in hung if r not in never]
         errors = [r for r in failed if isinstance(replies.get(r), Failed)]
         parts = []
+        if never:
+            parts.append(f"{ranks_text(never)} never began it")
         if dead:
             parts.append(f"{ranks_text(dead)} died")
         if cut:
             parts.append(f"{ranks_text(cut)} lost the connection to the controller")
         if hung:
             within = "after the others failed" if after_trouble else f"within {deadline_s:g} s"
-            parts.append(f"{ranks_text(hung)} did not finish {within}")
+            waited = " (waiting in the collective)" if never else ""
+            parts.append(f"{ranks_text(hung)} did not finish {within}{waited}")
         if errors:
             parts.append(f"{ranks_text(errors)} reported an error")
         summary = "; ".join(parts) + f" (of {self.nranks} ranks)"
         problems = [self._problem(r, replies.get(r)) for r in failed]
         self.broken = f"{what}: {summary}"
         notes = [f"connection refused: {note}" for note in self.refused]
-        if hung and not after_trouble and what != STARTUP:  # RAS runs once a communicator does
-            notes += self.watch.hang_evidence(hung)
+        if (hung or never) and not after_trouble and what != STARTUP:  # RAS needs a communicator
+            notes += self.watch.hang_evidence(never + hung)
         joined = self.hello or [r.hello for r in replies.values() if isinstance(r, Ready)]
         versions = {h.rank: f"torch {h.torch}" + (f", NCCL {h.nccl}" if h.nccl else "")
                     for h in joined}  # fmt: skip
-        raise RankFailure(self.pool, what, summary, problems, notes, versions)
+        raise RankFailure(self.pool, what, summary, problems, notes, versions, tuple(never))
 
     def _problem(self, rank: int, reply: Message | None) -> RankProblem:
         logs = self.watch.logs(rank)

@@ -220,7 +220,9 @@ class LocalPool:
 
     def describe(self, rank: int) -> str:
         pid = self._ranks[rank].process.pid
-        return f"process {pid} alive ({process_state(pid)})"
+        node = self.spec.environment(rank).get("NCCL_HOSTID")  # an emulated node's name
+        where = f" on NCCL node {node}" if node else ""
+        return f"process {pid}{where} alive ({process_state(pid)})"
 
     def logs(self, rank: int) -> Sequence[tuple[Path, str]]:
         if rank >= len(self._ranks):

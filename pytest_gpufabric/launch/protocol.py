@@ -99,8 +99,10 @@ class RankFailure(Exception):
         problems: Sequence[RankProblem],
         notes: Sequence[str] = (),
         versions: Mapping[int, str] | None = None,
+        never_began: Sequence[int] = (),
     ) -> None:
         self.pool = pool
+        self.never_began = tuple(never_began)  # ranks that never arrived at the job
         self.what = what
         self.summary = summary  # one line, reused as such (a pool that is down says it)
         self.problems = tuple(problems)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROTOCOL = "gpufabric-rank"
-VERSION = 2  # 2: jobs name their timing method and repeats; results give each repeat
+VERSION = 3  # 2: jobs name their timing method and repeats; results give each repeat;
+# 3: a rank says when it begins a job (Begun), so a hang names the ranks that never arrived
 
 
 class ProtocolError(ValueError):
@@ -137,6 +138,16 @@ class Job(Message):
 
 
 @dataclass(frozen=True)
+class Begun(Message):
+    """The rank took the job and is about to call the collective (a rank that never says so
+    is stuck before it or frozen: it never arrived; the others wait in the collective)."""
+
+    kind: ClassVar[str] = "begun"
+    id: int
+    rank: int
+
+
+@dataclass(frozen=True)
 class Result(Message):
     kind: ClassVar[str] = "result"
     id: int
@@ -161,7 +172,8 @@ class Exit(Message):
 
 
 MESSAGES: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Join, StoreReady, Rendezvous, Ready, Job, Result, Failed, Exit)
+    cls.kind: cls
+    for cls in (Join, StoreReady, Rendezvous, Ready, Job, Begun, Result, Failed, Exit)
 }
 
 

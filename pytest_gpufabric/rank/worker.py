@@ -7,11 +7,14 @@ gives it and reports it; the controller passes it on to the other ranks.
 
 Its environment (launch/environment.py): RANK, WORLD_SIZE, LOCAL_RANK and the
 GPUFABRIC_RANK_* variables (controller address, the run's token, backend, deadlines).
+``GPUFABRIC_TEST_RANK_FREEZE=<job id>`` is a test hook: the rank stops itself (SIGSTOP) when
+it receives that job, before it says it began it: a frozen process, for hang tests.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from ..launch.wire import (
+    Begun,
     DeviceInfo,
     Exit,
     Failed,
@@ -34,6 +38,7 @@ from ..launch.wire import (
 )
 from .channel import Channel, die_with_parent
 
+FREEZE_HOOK = "GPUFABRIC_TEST_RANK_FREEZE"
 HELD_S = 7 * 24 * 3600.0  # a held rank waits for its go as long as its controller lives
 
 
@@ -177,6 +182,9 @@ def main() -> int:
             break
         if not isinstance(message, Job):
             continue
+        if environ.get(FREEZE_HOOK) == str(message.id):
+            os.kill(os.getpid(), signal.SIGSTOP)  # test hook: a frozen process (until killed)
+        channel.send(Begun(message.id, number))
         try:
             result = rank.collective(message)
         except Exception as exc:

@@ -6,7 +6,25 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gpufabric.fleet.planner import BISECT, CONFIRM, SCREEN, SWEEP, Planner, screen_groups
+from pytest_gpufabric.fleet.planner import (
+    BISECT,
+    CONFIRM,
+    PAIR,
+    RETEST,
+    SCREEN,
+    SWEEP,
+    Planner,
+    round_robin,
+    screen_groups,
+)
+from pytest_gpufabric.fleet.run import (
+    FAULT_HOOK,
+    FleetNode,
+    emulated_nodes,
+    faults,
+    placed_nodes,
+    waves,
+)
 from pytest_gpufabric.fleet.simulate import ModelFleet, model, simulate
 
 NODES = tuple(f"n{i:02d}" for i in range(16))
@@ -126,3 +144,77 @@ def test_screen_groups_hold_every_node_once(n: int) -> None:
     groups = screen_groups(nodes)
     assert [node for group in groups for node in group] == list(nodes)
     assert all(len(group) >= 2 for group in groups)
+
+
+def small(nodes: tuple[str, ...], bad: tuple[str, ...] = (),
+          links: tuple[tuple[str, str], ...] = ()) -> Planner:  # fmt: skip
+    model_fleet = ModelFleet(nodes, frozenset(bad), frozenset(frozenset(x) for x in links))
+    planner = Planner(model_fleet.nodes)
+    while probes := planner.plan():
+        for probe in probes:
+            planner.record(probe.id, model_fleet.run(probe))
+    return planner
+
+
+def test_every_pair_once_in_rounds_of_disjoint_pairs() -> None:
+    assert round_robin(("a", "b", "c", "d")) == [
+        [("a", "d"), ("b", "c")], [("a", "c"), ("b", "d")], [("a", "b"), ("c", "d")],
+    ]  # fmt: skip
+    assert round_robin(("a", "b", "c")) == [[("b", "c")], [("a", "c")], [("a", "b")]]
+
+
+@pytest.mark.parametrize("bad", ["a", "b", "c"])
+def test_three_nodes_one_bad_is_named_by_its_two_pairs(bad: str) -> None:
+    """With three nodes a failing screen leaves no cleared node to confirm against: every
+    pair is tested instead (the bisection used to stop there, leaving every node undecided)."""
+    planner = small(("a", "b", "c"), bad=(bad,))
+    assert planner.bad_nodes == [bad]
+    assert planner.cleared == {"a", "b", "c"} - {bad}
+    assert planner.rounds == 3
+    assert {p.purpose for p in planner.probes.values()} == {PAIR}
+
+
+def test_four_nodes_two_bad_are_both_named() -> None:
+    planner = small(("a", "b", "c", "d"), bad=("b", "d"))
+    assert planner.bad_nodes == ["b", "d"]
+    assert planner.rounds == 3
+    assert len(planner.probes) == 6
+
+
+def test_a_bad_link_among_four_is_retested_and_named() -> None:
+    planner = small(("a", "b", "c", "d"), links=(("a", "c"),))
+    assert planner.bad_links == [("a", "c")]
+    assert planner.bad_nodes == []
+    assert planner.rounds == 4  # three rounds of pairs, then the failing pair once more
+    assert planner.probes[7].purpose == RETEST
+
+
+def test_two_nodes_whose_pair_fails_are_undecided_not_blamed() -> None:
+    planner = small(("a", "b"), bad=("b",))
+    assert planner.bad_nodes == []
+    assert planner.done
+    assert "b: undecided: it passed with no partner" in "\n".join(planner.decisions)
+
+
+def test_a_planner_that_cannot_go_on_says_so() -> None:
+    """Bad nodes in both screen groups of five: no cleared node is left to test against."""
+    planner = small(("a", "b", "c", "d", "e"), bad=("b", "d"))
+    assert planner.done
+    assert planner.bad_nodes == []
+    assert planner.decisions[-1].endswith("undecided: no cleared node is left to test them against")
+
+
+def test_emulated_nodes_split_the_ranks_or_share_them() -> None:
+    four = emulated_nodes(4, 4)
+    assert [n.slots for n in four] == [(0,), (1,), (2,), (3,)]
+    assert waves(four) == [[n.name for n in four]]  # disjoint GPUs: all gate at once
+    shared = emulated_nodes(2, 4)  # 2 GPUs, 4 nodes: each node has both
+    assert [n.slots for n in shared] == [(0, 1)] * 4
+    assert [n.hostid for n in shared] == [f"gpufabric-node{j}" for j in range(4)]
+    assert waves(shared) == [[n.name] for n in shared]  # one after another
+    assert placed_nodes(["x", "x", "y", "y"]) == [FleetNode("x", (0, 1)), FleetNode("y", (2, 3))]
+
+
+def test_the_fault_hook_has_a_scope() -> None:
+    found = faults({FAULT_HOOK: "n1:A=1,B=2;pairs@n3:C=3"})
+    assert found == {("all", "n1"): {"A": "1", "B": "2"}, ("pairs", "n3"): {"C": "3"}}

@@ -16,6 +16,7 @@ so that tests can make one node bad; ``pairs@node:...`` only in pools with other
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,13 +43,39 @@ class FleetNode:
 
 def emulated_nodes(nranks: int, count: int) -> list[FleetNode]:
     """``count`` nodes of this host's ``nranks`` ranks, named as NCCL_HOSTID names them; with
-    more nodes than ranks each node has one rank and nodes share GPUs (j mod nranks)."""
-    per = max(nranks // count, 1)
+    more nodes than ranks every node has all of them (the nodes share the host's GPUs: a
+    fleet of multi-GPU nodes on one host, each node's ranks talking over NVLink)."""
+    if count > nranks:
+        return [FleetNode(f"gpufabric-node{j}", tuple(range(nranks)), f"gpufabric-node{j}")
+                for j in range(count)]  # fmt: skip
+    per = nranks // count
     return [
-        FleetNode(name, tuple(s % nranks for s in range(j * per, (j + 1) * per)), name)
+        FleetNode(name, tuple(range(j * per, (j + 1) * per)), name)
         for j in range(count)
         if (name := f"gpufabric-node{j}")
     ]
+
+
+def waves(nodes: Sequence[FleetNode]) -> list[list[str]]:
+    """The nodes in waves whose slots do not overlap: nodes that share GPUs gate one after
+    another, so that each gate's busbw is its own."""
+    found: list[tuple[set[int], list[str]]] = []
+    for node in nodes:
+        wave = next((w for w in found if not w[0] & set(node.slots)), None)
+        if wave is None:
+            wave = (set(), [])
+            found.append(wave)
+        wave[0].update(node.slots)
+        wave[1].append(node.name)
+    return [names for _, names in found]
+
+
+def ras_address() -> str:
+    """A fresh localhost port for one pool's NCCL RAS service: pools running at once on one
+    host would otherwise share the default port and answer for each other (SO_REUSEPORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def placed_nodes(rank_nodes: Sequence[str]) -> list[FleetNode]:
@@ -104,6 +131,7 @@ class FleetRun:
         self.startup_timeout = startup_timeout
         self.job_timeout = job_timeout
         self.faults = faults(environ)
+        self.ras_set = "NCCL_RAS_ADDR" in environ  # the operator's choice stands
         self.read_host = read_host
 
     def spec(self, name: str, nodes: Sequence[str]) -> PoolSpec:
@@ -115,9 +143,14 @@ class FleetRun:
             directory=self.directory / name,
             startup_timeout=self.startup_timeout,
             job_timeout=self.job_timeout,
+            env=self._pool_env(),
             rank_env=tuple(self._env(node, len(nodes) > 1) for node, _ in placed),
             slots=tuple(slot for _, slot in placed),
         )
+
+    def _pool_env(self) -> dict[str, str]:
+        own = self.launcher.name == "local" and self.backend == "nccl"
+        return {"NCCL_RAS_ADDR": ras_address()} if own and not self.ras_set else {}
 
     def _env(self, node: str, paired: bool) -> dict[str, str]:
         hostid = self.nodes[node].hostid
@@ -162,8 +195,10 @@ class FleetRun:
     def run(self, max_rounds: int = 64) -> FleetResult:
         # Each pool starts, runs and closes inside one thread: a local rank's
         # PR_SET_PDEATHSIG follows the thread that spawned it, not the process.
-        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
-            gates = list(pool.map(self.gate, self.nodes))
+        gates: list[NodeGate] = []
+        for wave in waves(list(self.nodes.values())):
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                gates += pool.map(self.gate, wave)
         result = FleetResult(Planner([g.node for g in gates if g.passed]))
         result.gates = {g.node: g for g in gates}
         planner = result.planner

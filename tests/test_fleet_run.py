@@ -144,3 +144,21 @@ def test_a_frozen_rank_is_named_with_its_node_within_the_timeout(
     tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
     assert tests["test_fleet_node[gpufabric-node2]"]["outcome"] == "failed"
     assert _my_ranks() == []
+
+
+def test_a_healthy_fleet_is_certified_node_by_node(pytester: pytest.Pytester) -> None:
+    """In fleet mode the certification asks for each node's verdict and the isolation only
+    (each node's gate holds its host checks, transports and floor), not the main-run suites."""
+    profiles = Path(__file__).resolve().parent / "data" / "profiles" / "cpu"
+    result = pytester.runpytest(str(SUITE), "-p", "no:cacheprovider", "--gpufabric-fleet",
+                                "--gpufabric-emulate-nodes=4", "--gpufabric-nprocs=4",
+                                f"--gpufabric-thresholds={profiles}",
+                                "--gpufabric-instance=cpu-gloo-certify")  # fmt: skip
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "CERTIFIED: every check and floor that profile cpu-gloo-certify asks for was judged "
+            "and passed (5 tests)"
+        ]
+    )
+    assert result.ret == 0

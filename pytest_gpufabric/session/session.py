@@ -301,6 +301,14 @@ class FabricSession:
         profile = self.world.profile
         if profile is None:
             return []
+        if self.settings.fleet.value and not self.fleet_nodes()[1]:
+            # A fleet is certified node by node: each node's gate (host checks, transports,
+            # its busbw floor) and the pair isolation; other suites run are judged, not asked.
+            nodes = self.fleet_nodes()[0]
+            over = f"fleet isolation over {len(nodes)} nodes"
+            return [Demand("fleet/isolation", over)] + [
+                Demand(f"fleet/node/{n.name}", f"fleet verdict of {n.name}") for n in nodes
+            ]
         demands = [Demand(f"node/{name}", f"node check {name}") for name in NODE_CHECKS]
         demands += [
             Demand(f"correctness/{c.id}", f"exact result of {c.id}")
@@ -352,13 +360,6 @@ class FabricSession:
                 "no profile fits this node, so nothing judges its bandwidth: make one from "
                 f"this run ({self.floors_command()})",
             ))  # fmt: skip
-        if self.settings.fleet.value:
-            nodes, why_not = self.fleet_nodes()
-            if not why_not:
-                over = f"fleet isolation over {len(nodes)} nodes"
-                demands.append(Demand("fleet/isolation", over))
-                demands += [Demand(f"fleet/node/{n.name}", f"fleet verdict of {n.name}")
-                            for n in nodes]  # fmt: skip
         nothing = HostEvidence(HostFacts("nothing read yet"))
         demands += [
             Demand(f"host/{name}", f"host check {name}")

@@ -85,3 +85,32 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     assert "kubernetes clean-up" not in result.stderr.str()
     assert k8s.wait_empty(namespace, 60) == []
     assert k.worker_processes() == []
+
+
+def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, k8s: k.Cluster,
+    fleet_nodes: tuple[str, ...], namespace: str, template: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A rank in node4's pod stops itself (SIGSTOP) when its all_reduce arrives, in pools with
+    other nodes: each such probe names it and its node once the 10 s job deadline passes;
+    node4 is named bad; the stopped processes go with the run's pods."""
+    monkeypatch.setenv("GPUFABRIC_TEST_FLEET_FAULT", "pairs@node4:GPUFABRIC_TEST_RANK_FREEZE=1")
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
+                                 f"--gpufabric-k8s-tolerations={TAINT}", "--gpufabric-timeout=10"),
+        f"--gpufabric-json={report}",
+    )  # fmt: skip
+    out = result.stdout.str()
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    outcomes = {name: tests[f"test_fleet_node[{name}]"]["outcome"] for name in fleet_nodes}
+    assert outcomes == {"localhost": "passed", "node2": "passed", "node3": "passed",
+                        "node4": "failed"}, out  # fmt: skip
+    named = [line for line in out.splitlines() if "never arrived" in line and "probe" in line]
+    assert named, out
+    for line in named:
+        assert line.count("on node node4") == 2, line  # both ranks of node4's pod
+        seconds = float(line.rsplit("(after ", 1)[1].split(" s)")[0])
+        assert 10 <= seconds < 16, line
+    assert k8s.wait_empty(namespace, 60) == []
+    assert k.worker_processes() == []

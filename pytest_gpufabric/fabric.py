@@ -480,7 +480,13 @@ class Fabric:
         planner = result.planner
         probes = [p.id for p in planner.probes.values() if name in p.nodes]
         gate = result.gates.get(name)
-        self.record([("fleet_node", name), ("fleet_probes", ",".join(map(str, probes)))])
+        pairs = [
+            f"probe {pid} with {', '.join(n for n in planner.probes[pid].nodes if n != name)}: "
+            + ("passed" if planner.outcomes.get(pid) else "failed")
+            for pid in probes
+        ]
+        self.record([("fleet_node", name), ("fleet_probes", ",".join(map(str, probes))),
+                     ("fleet_pairs", "\n".join(pairs))])  # fmt: skip
         if gate is not None:
             self.record([("fleet_gate", "passed" if gate.passed else "failed"),
                          ("fleet_gate_measured", gate.measured)])  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ KEYS = ("fleet_decisions", "fleet_bad_nodes", "fleet_bad_links", "fleet_rounds",
         "fleet_probes", "fleet_gate_failed")  # fmt: skip
 
 
-def _tests(report: Path) -> dict[str, dict[str, object]]:
+def _tests(report: Path) -> dict[str, dict[str, Any]]:
     return {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
 
 
@@ -47,6 +48,16 @@ def test_a_recorded_fleet_run_replays_to_the_same_decisions(
         assert replayed["test_fleet_isolation"]["properties"].get(key) == live[
             "test_fleet_isolation"
         ]["properties"].get(key)
+    pairs = replayed["test_fleet_node[gpufabric-node0]"]["properties"]["fleet_pairs"]
+    assert pairs.startswith("probe ")  # each pair it was in, on its own JUnit testcase
+    fleet = json.loads(again.read_text())["fleet"]  # the JSON report's fleet section
+    assert fleet["bad_nodes"] == list(bad)
+    assert {n for n, v in fleet["nodes"].items() if v["verdict"] == "passed"} == {
+        f"gpufabric-node{j}" for j in range(4)
+    } - set(bad)
+    assert all(p["passed"] is not None for p in fleet["probes"])
+    assert fleet["rounds"] == 3
+    result.stdout.fnmatch_lines(["fleet: 4 nodes, 3 rounds of * probes; bad links: none"])
     if not bad:
         result.stdout.fnmatch_lines(["CERTIFIED: *h200-2gpu-lab* (5 tests)"])
         assert result.ret == 0

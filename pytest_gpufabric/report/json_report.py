@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..fleet.summary import fleet_section
 from ..judge.certify import Certification
 from ..session.session import FabricSession
 from .metrics import render, write_metrics
@@ -34,6 +35,7 @@ def build_json(
         "exitstatus": exitstatus,
         "run": {**session.facts(), "nodes": session.node_facts()},
         "certification": certification.facts() if certification else None,
+        "fleet": fleet_section(session.fleet_result) if session.fleet_result else None,
         "summary": dict(sorted(outcomes.items())),
         "tests": [
             {

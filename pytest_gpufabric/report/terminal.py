@@ -3,6 +3,7 @@ end, the measured busbw next to each floor and the run's certification verdict."
 
 from __future__ import annotations
 
+from ..fleet.summary import table_lines
 from ..judge import properties
 from ..judge.certify import Certification
 from ..runs import DEFAULT
@@ -46,6 +47,8 @@ def summary_lines(session: FabricSession, certification: Certification | None) -
         lines.append(
             f"{record.outcome.upper():7} {label:35} busbw {measured.busbw_gbps:>8.1f} GB/s{against}"
         )
+    if session.fleet_result is not None:
+        lines += table_lines(session.fleet_result)
     if session.replay_of is not None:
         lines.append(f"judged the recorded run in {session.replay_of}")
     elif session.artifacts:

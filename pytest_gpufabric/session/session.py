@@ -267,6 +267,11 @@ class FabricSession:
             self._fleet_nodes = fleet_nodes(self.settings, self.world, self.launcher)
         return self._fleet_nodes
 
+    @property
+    def fleet_result(self) -> FleetResult | None:
+        """The fleet run, once it ran (for the reports)."""
+        return self._fleet
+
     def fleet(self, default_artifacts: Callable[[], Path]) -> FleetResult:
         """The fleet run, once per session; the main pool is stopped first (its ranks hold
         every GPU the probes need)."""

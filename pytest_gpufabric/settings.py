@@ -246,6 +246,24 @@ K8S_OPTIONS: tuple[OptionSpec, ...] = (
         default="false",
         switch=True,
     ),
+    OptionSpec(
+        "k8s-label-nodes",
+        "",
+        "Fleet mode: label each node with its verdict (gpufabric.dev/verdict: passed, bad, "
+        "undecided) and annotate it with the time and reason (needs RBAC to patch nodes: "
+        "deploy/rbac-nodes.yaml). Default: false; nothing is changed on nodes unless asked",
+        default="false",
+        switch=True,
+    ),
+    OptionSpec(
+        "k8s-taint-failed",
+        "",
+        "Fleet mode: taint each bad node gpufabric.dev/bad=fleet:NoSchedule (running pods "
+        "stay; the node is not cordoned) and remove that taint from nodes that pass again "
+        "(the rank pods tolerate it, so tainted nodes are tested again). Default: false",
+        default="false",
+        switch=True,
+    ),
 )
 OPTIONS = OPTIONS + K8S_OPTIONS
 SPECS = {spec.name: spec for spec in OPTIONS}

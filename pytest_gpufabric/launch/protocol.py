@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
@@ -28,6 +28,9 @@ from .causes import (
     versions_cause,
 )
 from .wire import Job, JobResult, RankHello
+
+if TYPE_CHECKING:
+    from ..fleet.summary import NodeRow
 
 POOL_SCHEMA = "pytest-gpufabric-pool/1"
 POOL_FILE = "pool.json"
@@ -203,3 +206,11 @@ class Launcher(Protocol):
 
     def close(self) -> None:
         """Release whatever the launcher holds (pools are closed by their owner)."""
+
+
+@runtime_checkable
+class MarksNodes(Protocol):
+    """A launcher that can leave a fleet run's verdicts on its nodes (labels, taints)."""
+
+    def mark_nodes(self, rows: Sequence[NodeRow]) -> list[str]:
+        """Mark each node as the options ask (nothing unless asked); one line per problem."""

@@ -49,6 +49,7 @@ def summary_lines(session: FabricSession, certification: Certification | None) -
         )
     if session.fleet_result is not None:
         lines += table_lines(session.fleet_result)
+    lines += [f"gpufabric: {note}" for note in session.notes]
     if session.replay_of is not None:
         lines.append(f"judged the recorded run in {session.replay_of}")
     elif session.artifacts:

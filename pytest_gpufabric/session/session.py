@@ -14,12 +14,13 @@ from ..evidence.host import HostFacts
 from ..evidence.nccl_log import NcclLog
 from ..fleet.gate import GateRules
 from ..fleet.run import FleetNode, FleetResult
+from ..fleet.summary import node_rows
 from ..judge.catalog import CHECKS, GPU_HOST_CHECKS, HOST_CHECKS
 from ..judge.certify import Certification, Demand, certify
 from ..judge.host import HostEvidence
 from ..judge.judgement import Skip
 from ..judge.measure import Measurement
-from ..launch.protocol import Launcher, RankPool
+from ..launch.protocol import Launcher, MarksNodes, RankPool
 from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
 from ..profiles.implied import implied_nccl
@@ -68,6 +69,7 @@ class FabricSession:
         # Split-cost sides measured ahead (fabric.py): (pool, call) -> (measurement, its log)
         self.kept_sides: dict[tuple[str, Call], tuple[Measurement, NcclLog | None]] = {}
         self._fleet: FleetResult | None = None
+        self.notes: list[str] = []  # what went wrong outside any test (marking nodes), for the end
         self._fleet_nodes: tuple[list[FleetNode], str] | None = None
 
     @classmethod
@@ -286,6 +288,8 @@ class FabricSession:
             self._fleet = run_fleet(
                 self.settings, self.world, self.launcher, nodes, self.gate_rules(), directory
             )
+            if isinstance(self.launcher, MarksNodes) and self.replay_of is None:
+                self.notes += self.launcher.mark_nodes(node_rows(self._fleet))
         return self._fleet
 
     def gate_rules(self) -> GateRules:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from k8s import k8s_cluster as k
+from pytest_gpufabric.launch.kube.manifests import BAD_TAINT
+from pytest_gpufabric.launch.kube.marks import CHECKED_AT, VERDICT_LABEL, WHY
 
 SCRIPTS = k.REPO / "validation" / "k8s-multinode"
 EXTRA = ("node2", "node3", "node4")
@@ -40,6 +42,10 @@ def fleet_nodes(k8s: k.Cluster) -> Iterator[tuple[str, ...]]:
         yield ("localhost", *EXTRA)
     finally:
         problems = []
+        # the main node stays: take off what the fleet runs left on it
+        k8s.api.core.patch_node("localhost", {
+            "metadata": {"labels": {VERDICT_LABEL: None},
+                         "annotations": {CHECKED_AT: None, WHY: None}}})  # fmt: skip
         for name in added:
             removed = _script("remove-node.sh", name)
             if removed.returncode != 0:
@@ -59,7 +65,8 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     result = pytester.runpytest_subprocess(
         str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
                                  f"--gpufabric-k8s-tolerations={TAINT}"),
-        f"--gpufabric-json={report}", "-rs",
+        f"--gpufabric-json={report}", "-rs", "--gpufabric-k8s-label-nodes",
+        "--gpufabric-k8s-taint-failed",
     )  # fmt: skip
     out = result.stdout.str()
     tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
@@ -83,8 +90,27 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     assert gate["fleet_gate_measured"].startswith("all_reduce 64KiB on 2 rank(s)")
     # pools of several nodes at once: no exec stream took another thread's API call
     assert "kubernetes clean-up" not in result.stderr.str()
+    result.stdout.fnmatch_lines(["fleet: 4 nodes, 3 rounds of 3 probes; bad links: none",
+                                 "  node3 * BAD * failed its own gate*"])  # fmt: skip
+    assert "gpufabric: node " not in out  # every node marked
+    marks = _marks(k8s)
+    assert {n: m[0] for n, m in marks.items()} == {
+        "localhost": "passed", "node2": "passed", "node3": "bad", "node4": "bad"}  # fmt: skip
+    assert [n for n, m in marks.items() if m[1]] == ["node3", "node4"]  # tainted NoSchedule
+    assert "failed its own gate" in marks["node3"][2]
     assert k8s.wait_empty(namespace, 60) == []
     assert k.worker_processes() == []
+
+
+def _marks(k8s: k.Cluster) -> dict[str, tuple[str | None, bool, str]]:
+    """Each node's (verdict label, our NoSchedule taint, why annotation)."""
+    found = {}
+    for node in k8s.api.core.list_node().items:
+        labels, notes = node.metadata.labels or {}, node.metadata.annotations or {}
+        tainted = any(t.key == BAD_TAINT and t.effect == "NoSchedule"
+                      for t in node.spec.taints or [])  # fmt: skip
+        found[node.metadata.name] = (labels.get(VERDICT_LABEL), tainted, notes.get(WHY, ""))
+    return found
 
 
 def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
@@ -99,7 +125,7 @@ def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
     result = pytester.runpytest_subprocess(
         str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
                                  f"--gpufabric-k8s-tolerations={TAINT}", "--gpufabric-timeout=10"),
-        f"--gpufabric-json={report}",
+        f"--gpufabric-json={report}", "--gpufabric-k8s-label-nodes", "--gpufabric-k8s-taint-failed",
     )  # fmt: skip
     out = result.stdout.str()
     tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
@@ -112,5 +138,11 @@ def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
         assert line.count("on node node4") == 2, line  # both ranks of node4's pod
         seconds = float(line.rsplit("(after ", 1)[1].split(" s)")[0])
         assert 10 <= seconds < 16, line
+    # node3, tainted by the first run, was tested again (our pods tolerate our taint), passed,
+    # and lost the taint; node4 is bad again
+    marks = _marks(k8s)
+    assert {n: m[:2] for n, m in marks.items()} == {
+        "localhost": ("passed", False), "node2": ("passed", False), "node3": ("passed", False),
+        "node4": ("bad", True)}  # fmt: skip
     assert k8s.wait_empty(namespace, 60) == []
     assert k.worker_processes() == []

@@ -23,14 +23,15 @@ from ...evidence.host import HostFacts
 from ...evidence.host import from_json as host_from_json
 from ...evidence.node import Node
 from ...evidence.node import from_json as node_from_json
+from ...fleet.summary import NodeRow
 from ...profiles.model import Profile
 from ...settings import SettingError, Settings
 from ..protocol import PoolSpec, Shape
-from . import diagnose, manifests
+from . import diagnose, manifests, marks
 from .api import Api, connect, reason
 from .errors import WHERE, KubeError
 from .lifetime import Lifetime
-from .options import KubeOptions, parse
+from .options import KubeOptions, Toleration, parse
 from .pool import KubePool
 from .streams import run_in_pod
 from .template import load as load_template
@@ -130,6 +131,13 @@ class KubernetesLauncher:
         self.lifetime.end(keep=self.options.keep)
         for problem in self.lifetime.problems:  # after pytest's reports: stderr, one line each
             print(f"gpufabric: kubernetes clean-up of run {self.run}: {problem}", file=sys.stderr)
+
+    def mark_nodes(self, rows: Sequence[NodeRow]) -> list[str]:
+        """Fleet verdicts on the nodes, as --gpufabric-k8s-label-nodes / -taint-failed ask."""
+        opts = self.options
+        if not (opts.label_nodes or opts.taint_failed):
+            return []
+        return marks.mark_nodes(self.api, rows, label=opts.label_nodes, taint=opts.taint_failed)
 
     def placement(self) -> dict[str, str]:
         """Which pod on which node holds which ranks (each pool's pool.json)."""
@@ -487,7 +495,8 @@ def _barring(node: dict[str, Any], opts: KubeOptions) -> str | None:
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("effect") not in ("NoSchedule", "NoExecute"):
             continue
-        if not any(t.tolerates(taint) for t in opts.tolerations):
+        ours = [Toleration(t["key"], None, t["effect"]) for t in manifests.DEFAULT_TOLERATIONS]
+        if not any(t.tolerates(taint) for t in (*ours, *opts.tolerations)):
             value = f"={taint['value']}" if taint.get("value") else ""
             return f"{taint.get('key')}{value}:{taint.get('effect')}"
     return None

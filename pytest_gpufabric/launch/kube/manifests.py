@@ -43,10 +43,13 @@ PARENT_SCHEDULER = "gpufabric-parent-never-scheduled"
 RENDEZVOUS_PORT = 29400  # PET_MASTER_PORT as Kubeflow Trainer sets it; ours is picked by rank 0
 GPU = "nvidia.com/gpu"
 EFA = "vpc.amazonaws.com/efa"
-# The usual taints of GPU and EFA node groups (EKS, GKE, the GPU operator).
+BAD_TAINT = "gpufabric.dev/bad"  # what --gpufabric-k8s-taint-failed puts on a bad node
+# The usual taints of GPU and EFA node groups (EKS, GKE, the GPU operator), and our own: a
+# node a fleet run tainted is tested again by the next one (and its taint lifted if it passes).
 DEFAULT_TOLERATIONS = (
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
     {"key": EFA, "operator": "Exists", "effect": "NoSchedule"},
+    {"key": BAD_TAINT, "operator": "Exists", "effect": "NoSchedule"},
 )
 # PID 1 of a rank pod: wait, and leave at once on SIGTERM (a PID 1 without a handler is only
 # killed by the SIGKILL at the end of the grace period).

@@ -51,6 +51,8 @@ class KubeOptions:
     python: str
     expiry_s: float
     keep: bool
+    label_nodes: bool  # fleet verdicts as node labels and annotations
+    taint_failed: bool  # bad nodes tainted NoSchedule, the taint lifted when they pass
     sources: dict[str, str]  # option name -> where its value came from
 
     def where(self, name: str) -> str:
@@ -149,9 +151,12 @@ def parse(settings: Settings) -> KubeOptions:
         raise _fail("k8s-expiry", get["k8s-expiry"], "not a number of seconds") from None
     if not 10 <= expiry <= MAX_SECONDS:
         raise _fail("k8s-expiry", get["k8s-expiry"], f"must be 10 to {MAX_SECONDS} seconds")
-    keep = (get["k8s-keep"].value or "false").strip().lower()
-    if keep not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise _fail("k8s-keep", get["k8s-keep"], "must be true or false")
+    switches = {}
+    for name in ("k8s-keep", "k8s-label-nodes", "k8s-taint-failed"):
+        value = (get[name].value or "false").strip().lower()
+        if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise _fail(name, get[name], "must be true or false")
+        switches[name] = value in ("1", "true", "yes", "on")
     nodes = _count("k8s-nodes", get["k8s-nodes"], 1)
     if names and nodes is not None and nodes != len(names):
         raise SettingError(
@@ -180,6 +185,8 @@ def parse(settings: Settings) -> KubeOptions:
         workload=workload,
         python=text("k8s-python") or "python3",
         expiry_s=expiry,
-        keep=keep in ("1", "true", "yes", "on"),
+        keep=switches["k8s-keep"],
+        label_nodes=switches["k8s-label-nodes"],
+        taint_failed=switches["k8s-taint-failed"],
         sources=sources,
     )

@@ -247,6 +247,15 @@ K8S_OPTIONS: tuple[OptionSpec, ...] = (
         switch=True,
     ),
     OptionSpec(
+        "k8s-idle-nodes-only",
+        "",
+        "Fleet mode: leave out nodes where a pod of someone else that uses GPUs (requests "
+        "nvidia.com/gpu) is running, saying which; needs RBAC to list pods in all namespaces "
+        "(deploy/rbac-fleet.yaml). Default: false",
+        default="false",
+        switch=True,
+    ),
+    OptionSpec(
         "k8s-label-nodes",
         "",
         "Fleet mode: label each node with its verdict (gpufabric.dev/verdict: passed, bad, "

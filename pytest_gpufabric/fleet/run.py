@@ -107,6 +107,7 @@ class FleetResult:
         default_factory=dict
     )  # probe id -> what it measured or why it failed
     gates: dict[str, NodeGate] = field(default_factory=dict)  # node -> its own gate
+    left_out: dict[str, str] = field(default_factory=dict)  # node -> why it was not tested
 
 
 class FleetRun:

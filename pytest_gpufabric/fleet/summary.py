@@ -70,6 +70,7 @@ def fleet_section(result: FleetResult) -> dict[str, Any]:
         ],
         "bad_nodes": sorted(row.node for row in node_rows(result) if row.verdict == "bad"),
         "bad_links": [list(link) for link in planner.bad_links],
+        "left_out": dict(result.left_out),
         "decisions": list(planner.decisions),
     }
 
@@ -81,6 +82,7 @@ def table_lines(result: FleetResult) -> list[str]:
     links = ", ".join("-".join(link) for link in planner.bad_links) or "none"
     lines = [f"fleet: {len(rows)} nodes, {planner.rounds} rounds of {len(planner.probes)} "
              f"probes; bad links: {links}"]  # fmt: skip
+    lines += [f"  left out: {node}: {why}" for node, why in result.left_out.items()]
     width = max([len(r.node) for r in rows] + [4])
     for row in rows:
         outcomes = [planner.outcomes.get(pid) for pid in row.probes]

@@ -209,8 +209,11 @@ class Launcher(Protocol):
 
 
 @runtime_checkable
-class MarksNodes(Protocol):
-    """A launcher that can leave a fleet run's verdicts on its nodes (labels, taints)."""
+class NodeFleet(Protocol):
+    """A launcher that picks a fleet's nodes itself (leaving some out, saying why) and can
+    leave a fleet run's verdicts on them (labels, taints)."""
+
+    skipped_nodes: Mapping[str, str]  # node -> why the fleet left it out
 
     def mark_nodes(self, rows: Sequence[NodeRow]) -> list[str]:
         """Mark each node as the options ask (nothing unless asked); one line per problem."""

@@ -20,7 +20,7 @@ from ..judge.certify import Certification, Demand, certify
 from ..judge.host import HostEvidence
 from ..judge.judgement import Skip
 from ..judge.measure import Measurement
-from ..launch.protocol import Launcher, MarksNodes, RankPool
+from ..launch.protocol import Launcher, NodeFleet, RankPool
 from ..launch.wire import RankHello
 from ..profiles.catalogue import Catalogue
 from ..profiles.implied import implied_nccl
@@ -288,7 +288,8 @@ class FabricSession:
             self._fleet = run_fleet(
                 self.settings, self.world, self.launcher, nodes, self.gate_rules(), directory
             )
-            if isinstance(self.launcher, MarksNodes) and self.replay_of is None:
+            if isinstance(self.launcher, NodeFleet) and self.replay_of is None:
+                self._fleet.left_out = dict(self.launcher.skipped_nodes)
                 self.notes += self.launcher.mark_nodes(node_rows(self._fleet))
         return self._fleet
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ SCRIPTS = k.REPO / "validation" / "k8s-multinode"
 EXTRA = ("node2", "node3", "node4")
 TAINT = "gpufabric-k8s/extra-node:NoSchedule"  # keeps the other tests' pods off them
 SUITE = k.REPO / "suites" / "test_fleet.py"
+HOSTFS = "localhost/gpufabric-k8s/hostfs:v1"  # the cluster's image: the host's /usr mounted
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -146,3 +148,42 @@ def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
         "node4": ("bad", True)}  # fmt: skip
     assert k8s.wait_empty(namespace, 60) == []
     assert k.worker_processes() == []
+
+
+def test_idle_nodes_only_leaves_out_a_node_whose_gpus_are_in_use(
+    pytester: pytest.Pytester, k8s: k.Cluster, fleet_nodes: tuple[str, ...], namespace: str,
+    template: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    """node2 advertises one GPU (extended resource, as a device plugin would) and a pod of
+    someone else holds it: --gpufabric-k8s-idle-nodes-only tests the other three."""
+    gpu = {"nvidia.com/gpu": "1"}
+    k8s.api.core.patch_node_status("node2", {"status": {"capacity": gpu, "allocatable": gpu}})
+    k8s.api.core.create_namespaced_pod(namespace, {
+        "metadata": {"name": "training"},
+        "spec": {"nodeName": "node2", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": HOSTFS, "imagePullPolicy": "Never",
+                                 "command": ["/usr/bin/sleep", "600"],
+                                 "volumeMounts": [{"name": "usr", "mountPath": "/usr"}],
+                                 "resources": {"limits": gpu}}],
+                 "volumes": [{"name": "usr", "hostPath": {"path": "/usr"}}]},
+    })  # fmt: skip
+    deadline = time.monotonic() + 60
+    while k8s.api.core.read_namespaced_pod("training", namespace).status.phase != "Running":
+        assert time.monotonic() < deadline, "the GPU pod did not start"
+        time.sleep(0.5)
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
+                                 f"--gpufabric-k8s-tolerations={TAINT}",
+                                 "--gpufabric-k8s-idle-nodes-only"),
+        f"--gpufabric-json={report}",
+    )  # fmt: skip
+    k8s.api.core.delete_namespaced_pod("training", namespace, grace_period_seconds=0)
+    result.stdout.fnmatch_lines([
+        "fleet: 3 nodes, * rounds of * probes; bad links: none",
+        f"  left out: node2: busy: pod {namespace}/training uses its GPUs",
+    ])  # fmt: skip
+    result.assert_outcomes(passed=4)  # the isolation and localhost, node3, node4
+    fleet = json.loads(report.read_text())["fleet"]
+    assert sorted(fleet["nodes"]) == ["localhost", "node3", "node4"]
+    assert fleet["left_out"] == {"node2": f"busy: pod {namespace}/training uses its GPUs"}

@@ -187,7 +187,9 @@ class KubernetesLauncher:
             # tolerate (a node the operator keeps for itself, or one a gate tainted before).
             barred = {n["metadata"]["name"]: t for n in usable if (t := _barring(n, opts))}
             self.skipped_nodes = {k: f"taint {v} not tolerated" for k, v in barred.items()}
-            usable = [n for n in usable if n["metadata"]["name"] not in barred]
+            if opts.idle_only:
+                self.skipped_nodes |= self._busy({n["metadata"]["name"] for n in usable})
+            usable = [n for n in usable if n["metadata"]["name"] not in self.skipped_nodes]
         want = opts.nodes or len(opts.node_names) or (len(usable) if self.fleet else 1)
         want = max(want, 1)
         if len(usable) < want:
@@ -202,6 +204,23 @@ class KubernetesLauncher:
                 f"{how}; not usable: {seen}"
             )
         return usable[:want]
+
+    def _busy(self, nodes: set[str]) -> dict[str, str]:
+        """Nodes among ``nodes`` where someone else's running pod uses GPUs, and whose."""
+        try:
+            pods = self.api.core.list_pod_for_all_namespaces(field_selector="status.phase=Running")
+        except Exception as exc:
+            raise KubeError(
+                f"{WHERE}: --gpufabric-k8s-idle-nodes-only: cannot list the pods of all "
+                f"namespaces ({self.api.where}): {reason(exc)}"
+            ) from None
+        busy: dict[str, list[str]] = {}
+        for pod in pods.items:
+            node = pod.spec.node_name
+            if node in nodes and _uses_gpus(self.api.client.sanitize_for_serialization(pod)):
+                busy.setdefault(node, []).append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+        return {node: f"busy: pod {', '.join(names[:3])} uses its GPUs"
+                for node, names in busy.items()}  # fmt: skip
 
     def _read_node(self, name: str) -> dict[str, Any]:
         try:
@@ -487,6 +506,15 @@ def _ready(node: dict[str, Any]) -> bool:
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return bool(condition.get("status") == "True")
+    return False
+
+
+def _uses_gpus(pod: dict[str, Any]) -> bool:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            if str((resources.get(kind) or {}).get(manifests.GPU, "0")) not in ("0", ""):
+                return True
     return False
 
 

@@ -53,6 +53,7 @@ class KubeOptions:
     keep: bool
     label_nodes: bool  # fleet verdicts as node labels and annotations
     taint_failed: bool  # bad nodes tainted NoSchedule, the taint lifted when they pass
+    idle_only: bool  # a fleet leaves out nodes whose GPUs others' pods use
     sources: dict[str, str]  # option name -> where its value came from
 
     def where(self, name: str) -> str:
@@ -152,7 +153,7 @@ def parse(settings: Settings) -> KubeOptions:
     if not 10 <= expiry <= MAX_SECONDS:
         raise _fail("k8s-expiry", get["k8s-expiry"], f"must be 10 to {MAX_SECONDS} seconds")
     switches = {}
-    for name in ("k8s-keep", "k8s-label-nodes", "k8s-taint-failed"):
+    for name in ("k8s-keep", "k8s-label-nodes", "k8s-taint-failed", "k8s-idle-nodes-only"):
         value = (get[name].value or "false").strip().lower()
         if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise _fail(name, get[name], "must be true or false")
@@ -188,5 +189,6 @@ def parse(settings: Settings) -> KubeOptions:
         keep=switches["k8s-keep"],
         label_nodes=switches["k8s-label-nodes"],
         taint_failed=switches["k8s-taint-failed"],
+        idle_only=switches["k8s-idle-nodes-only"],
         sources=sources,
     )

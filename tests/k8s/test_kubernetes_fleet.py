@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from k8s import k8s_cluster as k
 from pytest_gpufabric.launch.kube.manifests import BAD_TAINT
@@ -187,3 +188,93 @@ def test_idle_nodes_only_leaves_out_a_node_whose_gpus_are_in_use(
     fleet = json.loads(report.read_text())["fleet"]
     assert sorted(fleet["nodes"]) == ["localhost", "node3", "node4"]
     assert fleet["left_out"] == {"node2": f"busy: pod {namespace}/training uses its GPUs"}
+
+
+def test_the_nightly_fleet_job_runs_with_its_least_rbac(
+    k8s: k.Cluster, fleet_nodes: tuple[str, ...], namespace: str, template: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """deploy/fleet-cronjob.yaml's job, as its CronJob would start it, with the rights of
+    deploy/rbac.yaml and deploy/rbac-fleet.yaml only: its pod runs the fleet over every node
+    (the image, pod template and profile swapped for the local cluster's), labels the nodes,
+    and its rank pods run at the manifest's PriorityClass."""
+    from kubernetes import client, utils
+
+    docs = list(yaml.safe_load_all((k.REPO / "deploy" / "fleet-cronjob.yaml").read_text()))
+    priority, cronjob = docs
+    rbac = client.RbacAuthorizationV1Api(k8s.api.client)
+    scheduling = client.SchedulingV1Api(k8s.api.client)
+    created: list[tuple[str, str]] = []
+    try:
+        for name in ("rbac.yaml", "rbac-fleet.yaml"):
+            text = (k.REPO / "deploy" / name).read_text()
+            text = text.replace("namespace: gpufabric", f"namespace: {namespace}")
+            for doc in yaml.safe_load_all(text):
+                if doc["kind"].startswith("Cluster"):
+                    doc["metadata"]["name"] += f"-{namespace}"
+                    if "roleRef" in doc:
+                        doc["roleRef"]["name"] += f"-{namespace}"
+                    created.append((doc["kind"], doc["metadata"]["name"]))
+                utils.create_from_dict(k8s.api.client, doc)  # type: ignore[no-untyped-call]
+        scheduling.create_priority_class(priority)
+        spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        ours = (
+            "--gpufabric-k8s-image",
+            "--gpufabric-k8s-pod-template",
+            "--gpufabric-instance",
+            "--junitxml",
+            "--gpufabric-json",
+            "--gpufabric-artifacts",
+            "--gpufabric-metrics",
+        )
+        args = [a for a in container["args"] if not a.startswith(ours)]
+        out = tmp_path / "out"
+        out.mkdir()
+        python = str(k.VENV / "bin" / "python")
+        container.update({
+            "image": HOSTFS, "imagePullPolicy": "Never", "workingDir": str(tmp_path),
+            "command": [python, "-m", "pytest", str(SUITE), f"--basetemp={out / 'basetemp'}"],
+            "args": [*args, *k.gate_args(namespace, template)[2:],
+                     f"--gpufabric-k8s-tolerations={TAINT}", f"--gpufabric-json={out / 'r.json'}"],
+            "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                    {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+                    {"name": "PYTHONPATH", "value": str(k.REPO)}],
+            "volumeMounts": [{"name": n, "mountPath": str(p)} for n, p in
+                             (("usr", "/usr"), ("venv", k.VENV), ("repo", k.REPO), ("work", tmp_path))],
+        })  # fmt: skip
+        spec["volumes"] = [{"name": n, "hostPath": {"path": str(p)}} for n, p in
+                           (("usr", "/usr"), ("venv", k.VENV), ("repo", k.REPO), ("work", tmp_path))]  # fmt: skip
+        spec["hostNetwork"] = True  # the local API server listens on 127.0.0.1 only
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": "fleet-nightly", "namespace": namespace},
+               "spec": cronjob["spec"]["jobTemplate"]["spec"]}  # fmt: skip
+        utils.create_from_dict(k8s.api.client, job)  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + 300
+        pod, phase = None, "Pending"
+        while time.monotonic() < deadline and phase not in ("Succeeded", "Failed"):
+            time.sleep(1)
+            pods = k8s.api.core.list_namespaced_pod(
+                namespace, label_selector="job-name=fleet-nightly"
+            )
+            pod = pods.items[0] if pods.items else None
+            phase = pod.status.phase if pod else "Pending"
+        assert pod is not None
+        log = k8s.api.core.read_namespaced_pod_log(pod.metadata.name, namespace)
+        assert phase == "Succeeded", log[-5000:]
+        assert "fleet: 4 nodes" in log
+        report = json.loads((out / "r.json").read_text())
+        assert report["fleet"]["bad_nodes"] == []
+        assert "node " not in "".join(line for line in log.splitlines() if "cannot mark" in line)
+        assert {n: m[0] for n, m in _marks(k8s).items()} == dict.fromkeys(fleet_nodes, "passed")
+        assert not any(m[1] for m in _marks(k8s).values())  # node4 passed: its taint lifted
+        client.BatchV1Api(k8s.api.client).delete_namespaced_job(
+            "fleet-nightly", namespace, propagation_policy="Foreground"
+        )
+    finally:
+        for kind, name in reversed(created):
+            if kind == "ClusterRoleBinding":
+                rbac.delete_cluster_role_binding(name)
+            else:
+                rbac.delete_cluster_role(name)
+        scheduling.delete_priority_class(priority["metadata"]["name"])

@@ -127,7 +127,8 @@ def _build_session(config: pytest.Config) -> FabricSession:
 
 _XDIST_REFUSAL = (
     "pytest-gpufabric cannot run under pytest-xdist (-n): concurrent collectives would "
-    "contend for the same GPUs; drop -n"
+    "contend for the same GPUs; drop -n (many nodes: --gpufabric-fleet gates them in "
+    "parallel itself)"
 )
 
 

@@ -20,6 +20,7 @@ from pytest_gpufabric.fleet.planner import (
 from pytest_gpufabric.fleet.run import (
     FAULT_HOOK,
     FleetNode,
+    domains_of,
     emulated_nodes,
     faults,
     placed_nodes,
@@ -218,3 +219,34 @@ def test_emulated_nodes_split_the_ranks_or_share_them() -> None:
 def test_the_fault_hook_has_a_scope() -> None:
     found = faults({FAULT_HOOK: "n1:A=1,B=2;pairs@n3:C=3"})
     assert found == {("all", "n1"): {"A": "1", "B": "2"}, ("pairs", "n3"): {"C": "3"}}
+
+
+def test_suspects_are_confirmed_inside_their_own_domain_first() -> None:
+    """Two NVLink domains of eight: the screen follows them, a suspect's partners come from
+    its own domain, and each probe says which links it crossed."""
+    domains = {n: ("clique=a" if i < 8 else "clique=b") for i, n in enumerate(NODES)}
+    model_fleet = fleet(bad=("n05",))
+    planner = Planner(NODES, domains)
+    while probes := planner.plan():
+        for probe in probes:
+            planner.record(probe.id, model_fleet.run(probe))
+    assert planner.bad_nodes == ["n05"]
+    screens = [p for p in planner.probes.values() if p.purpose == SCREEN]
+    assert [set(p.nodes) for p in screens] == [set(NODES[:8]), set(NODES[8:])]
+    confirms = [p for p in planner.probes.values() if p.purpose == CONFIRM]
+    assert confirms
+    assert all(planner.scope(p.id) == "domain clique=a" for p in confirms)
+
+
+def test_domains_come_from_the_first_label_every_node_has() -> None:
+    labels = {
+        "a": {"nvidia.com/gpu.clique": "c1", "topology.kubernetes.io/zone": "z"},
+        "b": {"nvidia.com/gpu.clique": "c2", "topology.kubernetes.io/zone": "z"},
+    }
+    assert domains_of(labels) == {"a": "nvidia.com/gpu.clique=c1", "b": "nvidia.com/gpu.clique=c2"}
+    del labels["b"]["nvidia.com/gpu.clique"]  # not on every node: the zone decides
+    assert domains_of(labels) == {
+        "a": "topology.kubernetes.io/zone=z",
+        "b": "topology.kubernetes.io/zone=z",
+    }
+    assert domains_of({"a": {}}) == {}

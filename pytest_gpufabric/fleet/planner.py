@@ -112,6 +112,7 @@ class Planner:
         if len(set(nodes)) != len(nodes):
             raise ValueError("node names must be distinct")
         self.nodes = tuple(nodes)
+        self.domains = dict(domains or {})  # node -> topology domain (NVLink clique, block)
         self.cleared: set[str] = set()
         self.findings: list[Finding] = []
         self.decisions: list[str] = []
@@ -264,6 +265,14 @@ class Planner:
             and all(g.done for g in self._groups)
             and all(p.done for p in self._pairs)
         )
+
+    def scope(self, probe_id: int) -> str:
+        """Which links a probe crossed: inside one topology domain, or between domains (kept
+        apart in reports: an NVLink domain's fault is not the network's)."""
+        if not self.domains:
+            return "fleet"
+        found = {self.domains.get(n, "") for n in self.probes[probe_id].nodes}
+        return f"domain {found.pop()}" if len(found) == 1 else "across domains"
 
     @property
     def bad_nodes(self) -> list[str]:
@@ -465,7 +474,11 @@ class Planner:
         free = [n for n in self.cleared if n not in taken]
         if not free:
             return None
-        choice = min(free, key=lambda n: (self._partner_use.get(n, 0), self._order[n]))
+        # A partner in the suspect's own domain first: its result then says the same thing
+        # about the same kind of link (NVLink domain or network) as the failure did.
+        home = self.domains.get(suspect)
+        choice = min(free, key=lambda n: (self.domains.get(n) != home,
+                                          self._partner_use.get(n, 0), self._order[n]))  # fmt: skip
         self._partner_use[choice] = self._partner_use.get(choice, 0) + 1
         return choice
 

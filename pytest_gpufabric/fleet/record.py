@@ -23,6 +23,7 @@ def encode(result: FleetResult) -> str:
             "nodes": list(result.gates) or list(planner.nodes),
             "gates": {node: gate.record() for node, gate in result.gates.items()},
             "left_out": result.left_out,
+            "domains": planner.domains,
             "probes": {str(pid): list(p.nodes) for pid, p in planner.probes.items()},
             "outcomes": {str(pid): ok for pid, ok in planner.outcomes.items()},
             "details": {str(pid): text for pid, text in result.details.items()},
@@ -61,7 +62,8 @@ def replay(record: str) -> FleetResult:
         node: NodeGate(node, bool(g["passed"]), tuple(g["findings"]), str(g["measured"]))
         for node, g in data.get("gates", {}).items()
     }
-    planner = Planner([n for n in data["nodes"] if n not in gates or gates[n].passed])
+    passed = [n for n in data["nodes"] if n not in gates or gates[n].passed]
+    planner = Planner(passed, dict(data.get("domains", {})) or None)
     result = FleetResult(planner, gates=gates, left_out=dict(data.get("left_out", {})))
     while planner.rounds < MAX_ROUNDS:
         probes = planner.plan()

@@ -41,6 +41,24 @@ class FleetNode:
     hostid: str | None = None  # NCCL_HOSTID of its ranks (an emulated node)
 
 
+# Node labels that name a topology domain, most specific first: an NVLink domain (GB200
+# NVL72 clique, as NVIDIA's GPU operator labels it), a network block or spine, a zone.
+DOMAIN_LABELS = (
+    "nvidia.com/gpu.clique",
+    "cloud.google.com/gce-topology-block",
+    "topology.k8s.aws/network-node-layer-3",
+    "topology.kubernetes.io/zone",
+)
+
+
+def domains_of(labels: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Each node's domain by the first of DOMAIN_LABELS that every node carries; {} if none."""
+    for key in DOMAIN_LABELS:
+        if labels and all(key in node_labels for node_labels in labels.values()):
+            return {node: f"{key}={node_labels[key]}" for node, node_labels in labels.items()}
+    return {}
+
+
 def emulated_nodes(nranks: int, count: int) -> list[FleetNode]:
     """``count`` nodes of this host's ``nranks`` ranks, named as NCCL_HOSTID names them; with
     more nodes than ranks every node has all of them (the nodes share the host's GPUs: a
@@ -123,6 +141,7 @@ class FleetRun:
         job_timeout: float,
         environ: Mapping[str, str],
         read_host: Callable[[str], HostFacts | None],
+        domains: Mapping[str, str] | None = None,
     ) -> None:
         self.launcher = launcher
         self.nodes = {n.name: n for n in nodes}
@@ -134,6 +153,7 @@ class FleetRun:
         self.faults = faults(environ)
         self.ras_set = "NCCL_RAS_ADDR" in environ  # the operator's choice stands
         self.read_host = read_host
+        self.domains = dict(domains or {})
 
     def spec(self, name: str, nodes: Sequence[str]) -> PoolSpec:
         placed = [(node, slot) for node in nodes for slot in self.nodes[node].slots]
@@ -200,7 +220,7 @@ class FleetRun:
         for wave in waves(list(self.nodes.values())):
             with ThreadPoolExecutor(max_workers=len(wave)) as pool:
                 gates += pool.map(self.gate, wave)
-        result = FleetResult(Planner([g.node for g in gates if g.passed]))
+        result = FleetResult(Planner([g.node for g in gates if g.passed], self.domains or None))
         result.gates = {g.node: g for g in gates}
         planner = result.planner
         while planner.rounds < max_rounds:

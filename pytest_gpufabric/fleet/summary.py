@@ -64,6 +64,7 @@ def fleet_section(result: FleetResult) -> dict[str, Any]:
                 "purpose": probe.purpose,
                 "why": probe.why,
                 "passed": planner.outcomes.get(pid),
+                "scope": planner.scope(pid),
                 "detail": result.details.get(pid, ""),
             }
             for pid, probe in planner.probes.items()
@@ -72,6 +73,7 @@ def fleet_section(result: FleetResult) -> dict[str, Any]:
         "bad_links": [list(link) for link in planner.bad_links],
         "left_out": dict(result.left_out),
         "decisions": list(planner.decisions),
+        "domains": dict(planner.domains),
     }
 
 

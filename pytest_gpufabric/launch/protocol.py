@@ -214,6 +214,7 @@ class NodeFleet(Protocol):
     leave a fleet run's verdicts on them (labels, taints)."""
 
     skipped_nodes: Mapping[str, str]  # node -> why the fleet left it out
+    node_labels: Mapping[str, Mapping[str, str]]  # node -> its labels (topology domains)
 
     def mark_nodes(self, rows: Sequence[NodeRow]) -> list[str]:
         """Mark each node as the options ask (nothing unless asked); one line per problem."""

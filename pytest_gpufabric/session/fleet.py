@@ -12,8 +12,15 @@ from ..evidence.host import HostFacts
 from ..evidence.node import Node
 from ..fleet.gate import GateRules
 from ..fleet.record import find, nodes_of, replay
-from ..fleet.run import FleetNode, FleetResult, FleetRun, emulated_nodes, placed_nodes
-from ..launch.protocol import Launcher
+from ..fleet.run import (
+    FleetNode,
+    FleetResult,
+    FleetRun,
+    domains_of,
+    emulated_nodes,
+    placed_nodes,
+)
+from ..launch.protocol import Launcher, NodeFleet
 from ..settings import Settings
 from .world import World
 
@@ -64,6 +71,7 @@ def run_fleet(
         job_timeout=settings.timeout.value,
         environ=os.environ,
         read_host=hosts.read,
+        domains=domains_of(launcher.node_labels) if isinstance(launcher, NodeFleet) else None,
     )
     return run.run()
 

@@ -20,6 +20,7 @@ from pytest_gpufabric.launch.kube.marks import CHECKED_AT, VERDICT_LABEL, WHY
 
 SCRIPTS = k.REPO / "validation" / "k8s-multinode"
 EXTRA = ("node2", "node3", "node4")
+CLIQUE = "nvidia.com/gpu.clique"  # NVLink domains, as NVIDIA's GPU operator labels them
 TAINT = "gpufabric-k8s/extra-node:NoSchedule"  # keeps the other tests' pods off them
 SUITE = k.REPO / "suites" / "test_fleet.py"
 HOSTFS = "localhost/gpufabric-k8s/hostfs:v1"  # the cluster's image: the host's /usr mounted
@@ -42,12 +43,14 @@ def fleet_nodes(k8s: k.Cluster) -> Iterator[tuple[str, ...]]:
                     f"add-node.sh {name} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
                 )
             added.append(name)
+        for name, clique in (("localhost", "a"), ("node2", "a"), ("node3", "b"), ("node4", "b")):
+            k8s.api.core.patch_node(name, {"metadata": {"labels": {CLIQUE: clique}}})
         yield ("localhost", *EXTRA)
     finally:
         problems = []
         # the main node stays: take off what the fleet runs left on it
         k8s.api.core.patch_node("localhost", {
-            "metadata": {"labels": {VERDICT_LABEL: None},
+            "metadata": {"labels": {VERDICT_LABEL: None, CLIQUE: None},
                          "annotations": {CHECKED_AT: None, WHY: None}}})  # fmt: skip
         for name in added:
             removed = _script("remove-node.sh", name)
@@ -87,6 +90,9 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     ])  # fmt: skip
     props = tests["test_fleet_isolation"]["properties"]
     assert props["fleet_bad_nodes"] == "node4"
+    fleet = json.loads(report.read_text())["fleet"]
+    assert fleet["domains"]["node2"] == f"{CLIQUE}=a"
+    assert {p["scope"] for p in fleet["probes"]} <= {f"domain {CLIQUE}=a", "across domains"}
     gate = tests["test_fleet_node[localhost]"]["properties"]
     assert gate["fleet_gate"] == "passed"
     # the profile's all_reduce floor at 64 KiB (gloo on CPU) judged the gate

@@ -79,7 +79,7 @@ class KubernetesLauncher:
         self.startup_s = settings.startup_timeout.value
         self.container = manifests.CONTAINER  # or the name the pod template gives it
         self.workload, self.workload_reason = "pods", "not chosen yet"
-        self._node_labels: dict[str, dict[str, str]] = {}
+        self.node_labels: dict[str, dict[str, str]] = {}
         self.fleet = settings.fleet.value  # every usable node, not one
         self.skipped_nodes: dict[str, str] = {}  # node -> why a fleet run left it out
 
@@ -247,7 +247,7 @@ class KubernetesLauncher:
     def _create(self) -> None:
         opts = self.options
         nodes = self._select_nodes()
-        self._node_labels = {
+        self.node_labels = {
             n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes
         }
         gpus = self._gpus_per_pod()
@@ -480,7 +480,7 @@ class KubernetesLauncher:
         except ValueError as exc:
             raise KubeError(f"{WHERE}: pod {plan.pod}: {exc}") from None
         label = node.label
-        value = self._node_labels.get(node_name, {}).get(INSTANCE_LABEL)
+        value = self.node_labels.get(node_name, {}).get(INSTANCE_LABEL)
         if label is None and value:  # the API knows the node's labels; the pod does not
             label = (value, f"label {INSTANCE_LABEL} of node {node_name} (Kubernetes API)")
         # The run calls a node by its Kubernetes name; the pod's host name is the pod's.

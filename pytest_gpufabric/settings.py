@@ -115,9 +115,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "fleet",
         "",
-        "Fleet mode: find bad nodes and links among the run's nodes in rounds of probes "
-        "(screen, bisect, confirm; docs/fleet.md), suites/test_fleet.py. Today over the local "
-        "launcher's emulated nodes (--gpufabric-emulate-nodes). Default: false",
+        "Fleet mode (suites/test_fleet.py, docs/fleet.md): each of the launcher's nodes "
+        "gated alone, then pairs of nodes until the bad nodes and links are named; the "
+        "kubernetes launcher's usable nodes, or --gpufabric-emulate-nodes on one host. "
+        "Default: false",
         default="false",
         switch=True,
     ),

@@ -25,6 +25,7 @@ from ..judge.nccl import judge_intra_node
 from ..launch.protocol import RankFailure, RankPool
 from ..launch.wire import Job
 from ..profiles.model import HostExpectations, NcclExpectations, Profile
+from ..settings import SettingError
 from ..units import format_size
 
 GATE_BYTES_DEFAULT = 1 << 20  # exact all_reduce where the profile has no floor to judge
@@ -86,6 +87,8 @@ def judge_gate(
         return NodeGate(
             node, False, (failure("start-up", exc, node_of, time.monotonic() - began),), ""
         )
+    except SettingError as exc:  # a launcher that cannot reach this node's ranks
+        return NodeGate(node, False, (f"start-up: {exc}",), "")
     began = time.monotonic()
     findings: list[str] = []
     try:

@@ -8,7 +8,7 @@ probes of a round (on disjoint nodes).
 Nodes are where the launcher places its ranks: the kubernetes launcher's nodes (a pool on
 some of them takes their pods' ranks: ``PoolSpec.slots``), or the local launcher's emulated
 nodes (``--gpufabric-emulate-nodes``: node j owns GPUs j·k .. j·k+k-1 of this host, its ranks
-one NCCL host by NCCL_HOSTID; with more nodes than GPUs, node j shares GPU j mod G).
+one NCCL host by NCCL_HOSTID; with more nodes than GPUs every node has all of them).
 ``GPUFABRIC_TEST_FLEET_FAULT="node:VAR=VALUE,..."`` is a test hook: it adds those variables
 to that node's ranks in every pool (a fault made on purpose, e.g. ``GLOO_SOCKET_IFNAME=bogus0``),
 so that tests can make one node bad; ``pairs@node:...`` only in pools with other nodes.
@@ -27,6 +27,7 @@ from ..collectives import Collective
 from ..evidence.host import HostFacts
 from ..launch.protocol import Launcher, PoolSpec, RankFailure
 from ..launch.wire import Job
+from ..settings import SettingError
 from .gate import GateRules, NodeGate, failure, judge_gate
 from .planner import Planner, Probe
 
@@ -67,11 +68,8 @@ def emulated_nodes(nranks: int, count: int) -> list[FleetNode]:
         return [FleetNode(f"gpufabric-node{j}", tuple(range(nranks)), f"gpufabric-node{j}")
                 for j in range(count)]  # fmt: skip
     per = nranks // count
-    return [
-        FleetNode(name, tuple(range(j * per, (j + 1) * per)), name)
-        for j in range(count)
-        if (name := f"gpufabric-node{j}")
-    ]
+    return [FleetNode(f"gpufabric-node{j}", tuple(range(j * per, (j + 1) * per)),
+                      f"gpufabric-node{j}") for j in range(count)]  # fmt: skip
 
 
 def waves(nodes: Sequence[FleetNode]) -> list[list[str]]:
@@ -90,7 +88,10 @@ def waves(nodes: Sequence[FleetNode]) -> list[list[str]]:
 
 def ras_address() -> str:
     """A fresh localhost port for one pool's NCCL RAS service: pools running at once on one
-    host would otherwise share the default port and answer for each other (SO_REUSEPORT)."""
+    host would otherwise share the default port and answer for each other (SO_REUSEPORT).
+    Should another process take the port before NCCL binds it, NCCL goes on without RAS
+    ("Continuing in spite of a RAS initialization error", src/bootstrap.cc): only the hang
+    evidence is lost, never the run."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{sock.getsockname()[1]}"
@@ -195,6 +196,8 @@ class FleetRun:
             pool = self.launcher.start(spec)
         except RankFailure as exc:
             return False, failure("start-up", exc, node_of, time.monotonic() - began)
+        except SettingError as exc:  # a launcher that cannot reach these nodes' ranks
+            return False, f"start-up: {exc}"
         began = time.monotonic()
         try:
             job = Job(1, Collective.ALL_REDUCE.value, PROBE_BYTES, self.rules.dtype, 1, 5, True,

@@ -136,6 +136,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "node-exporter's textfile collector, replaced atomically)",
     ),
     OptionSpec(
+        "html",
+        "PATH",
+        "Write a self-contained HTML report (charts of busbw and latency against floors, "
+        "the transport matrix, host facts, a fleet's nodes and pairs; opens without network)",
+    ),
+    OptionSpec(
         "pushgateway",
         "URL",
         "Push the same metrics to this Prometheus Pushgateway (http://host:9091) at the end, "
@@ -305,6 +311,7 @@ class Settings:
     fleet: Setting[bool] = Setting(False, "default")
     metrics: Setting[Path | None] = Setting(None, "default")
     pushgateway: Setting[str | None] = Setting(None, "default")
+    html: Setting[Path | None] = Setting(None, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -508,6 +515,7 @@ def resolve(
         fleet=defaulted("fleet", _switch),
         metrics=path("metrics"),
         pushgateway=one("pushgateway", _url),
+        html=path("html"),
     )
 
 
@@ -544,7 +552,11 @@ def check_paths(settings: Settings) -> None:
         if artifacts.value.exists() and not artifacts.value.is_dir():
             raise SettingError(f"{where}: exists and is not a directory")
         _writable_dir(artifacts.value, where)
-    for option, json_path in (("json", settings.json), ("metrics", settings.metrics)):
+    for option, json_path in (
+        ("json", settings.json),
+        ("metrics", settings.metrics),
+        ("html", settings.html),
+    ):
         _check_output(option, json_path)
 
 

@@ -45,6 +45,7 @@ THRESHOLD = "threshold_gbps"
 THRESHOLD_SOURCE = "threshold_source"
 THRESHOLD_FILE = "threshold_file"
 MARGIN_PCT = "margin_pct"
+WARN_BAND_PCT = "warn_band_pct"  # a pass less than this far above the floor warns
 PROFILE = "profile"
 WARNING = "warning"
 # Which run it was measured in
@@ -118,6 +119,7 @@ def of_floor(floor: Floor, margin_pct: float, profile: str) -> list[Property]:
         (THRESHOLD_SOURCE, floor.source),
         (THRESHOLD_FILE, floor.where),
         (MARGIN_PCT, round(margin_pct, 1)),
+        (WARN_BAND_PCT, floor.warn_band_pct),
         (PROFILE, profile),
     ]
 

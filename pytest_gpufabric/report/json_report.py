@@ -18,6 +18,7 @@ from typing import Any
 from ..fleet.summary import fleet_section
 from ..judge.certify import Certification
 from ..session.session import FabricSession
+from .html import write_html
 from .metrics import render, write_metrics
 from .push import PushError, push
 from .schema import JSON_SCHEMA
@@ -82,6 +83,13 @@ def write_reports(
         except OSError as exc:
             why = exc.strerror or str(exc)
             problems.append(f"ERROR: gpufabric: cannot write the JSON report {path}: {why}")
+    html = session.settings.html.value
+    if html is not None:
+        try:
+            write_html(html, data, session.replay_of or session.artifacts)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            problems.append(f"ERROR: gpufabric: cannot write the HTML report {html}: {why}")
     metrics, gateway = session.settings.metrics.value, session.settings.pushgateway.value
     text = render(session, certification) if metrics or gateway else ""
     if metrics is not None:

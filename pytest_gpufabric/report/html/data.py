@@ -1,0 +1,167 @@
+"""What the HTML report shows, read from the JSON report (the one source for a live run, a
+replay and a saved report alike) and, where the run's bundle is at hand, its NCCL logs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...evidence.nccl_log import parse_files
+from ...judge import properties as P
+
+DEFAULT_WARN_BAND_PCT = 5.0  # reports written before warn_band_pct was recorded
+
+
+def _num(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Series:
+    """One chart: points by message size."""
+
+    title: str
+    sizes: list[int] = field(default_factory=list)
+    median: list[float | None] = field(default_factory=list)  # busbw GB/s or time µs
+    repeats: list[list[float]] = field(default_factory=list)
+    limit: list[float | None] = field(default_factory=list)  # floor (busbw) or ceiling (µs)
+    warn: list[float | None] = field(default_factory=list)  # top of the floor's warn band
+    outcomes: list[str] = field(default_factory=list)
+    nodeids: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "title": self.title, "sizes": self.sizes, "median": self.median,
+            "repeats": self.repeats, "limit": self.limit, "warn": self.warn,
+            "outcomes": self.outcomes, "nodeids": self.nodeids,
+        }  # fmt: skip
+
+
+def _add(series: Series, test: Mapping[str, Any], value: float | None,
+         repeats: list[float], limit: float | None, warn: float | None) -> None:  # fmt: skip
+    props = test.get("properties", {})
+    series.sizes.append(int(str(props[P.BYTES])))
+    series.median.append(value)
+    series.repeats.append(repeats)
+    series.limit.append(limit)
+    series.warn.append(warn)
+    series.outcomes.append(str(test.get("outcome", "")))
+    series.nodeids.append(str(test.get("nodeid", "")))
+
+
+def bandwidth_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
+    """busbw against size, one chart per run and collective: every repeat, the median, the
+    floor and its warn band."""
+    charts: dict[tuple[str, str], Series] = {}
+    for test in tests:
+        props = test.get("properties", {})
+        if P.BUSBW not in props or P.TIME_US in props or P.BYTES not in props:
+            continue
+        if any(key.startswith(P.BASELINE) for key in props):
+            continue  # a split-cost test: two runs in one
+        run, collective = str(props.get(P.RUN, "default")), str(props.get(P.COLLECTIVE, "?"))
+        title = collective if run == "default" else f"{collective} ({run} run)"
+        series = charts.setdefault((run, collective), Series(title))
+        repeats = [v for v in (_num(x) for x in str(props.get(P.BUSBW_REPEATS, "")).split(","))
+                   if v is not None]  # fmt: skip
+        floor = _num(props.get(P.THRESHOLD)) if P.THRESHOLD in props else None
+        band = _num(props.get(P.WARN_BAND_PCT, DEFAULT_WARN_BAND_PCT))
+        warn = floor * (1 + (band or 0) / 100) if floor is not None else None
+        _add(series, test, _num(props[P.BUSBW]), repeats, floor, warn)
+    return [_sorted(s) for s in charts.values()]
+
+
+def latency_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
+    charts: dict[str, Series] = {}
+    for test in tests:
+        props = test.get("properties", {})
+        if P.TIME_US not in props or P.BYTES not in props:
+            continue
+        collective = str(props.get(P.COLLECTIVE, "?"))
+        series = charts.setdefault(collective, Series(f"{collective} latency"))
+        ceiling = _num(props[P.CEILING_US]) if P.CEILING_US in props else None
+        _add(series, test, _num(props[P.TIME_US]), [], ceiling, None)
+    return [_sorted(s) for s in charts.values()]
+
+
+def _sorted(series: Series) -> Series:
+    order = sorted(range(len(series.sizes)), key=series.sizes.__getitem__)
+    out = Series(series.title)
+    for name in ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids"):
+        setattr(out, name, [getattr(series, name)[i] for i in order])
+    return out
+
+
+@dataclass
+class Cell:
+    transports: dict[str, int] = field(default_factory=dict)  # detail -> connections
+    evidence: str = ""  # the first line's file:line
+    line: str = ""  # its text
+
+
+@dataclass
+class Matrix:
+    """Who talked to whom over what, on one host: GPU (cuda device) × GPU."""
+
+    host: str
+    devices: list[int]
+    cells: dict[tuple[int, int], Cell]
+
+
+def transport_matrices(bundle: Path | None) -> tuple[list[Matrix], str]:
+    """From the main run's NCCL logs in ``bundle`` (``default/rank*.nccl.log``); ([], why)
+    when there are none."""
+    if bundle is None:
+        return [], "no bundle given: the transport matrix needs the run's NCCL logs"
+    files = sorted((bundle / "default").glob("rank*.nccl.log")) or sorted(bundle.glob("*.nccl.log"))
+    if not files:
+        return [], f"no NCCL logs in {bundle} (a gloo run, or a report without its bundle)"
+    log = parse_files(files)
+    matrices: dict[str, Matrix] = {}
+    for conn in log.connections:
+        host = conn.process.host
+        if conn.transport == "NET" and conn.direction == "receive":
+            continue  # the sender's line says the same
+        matrix = matrices.setdefault(host, Matrix(host, [], {}))
+        for dev in (conn.src_dev, conn.dst_dev):
+            if dev not in matrix.devices:
+                matrix.devices.append(dev)
+        cell = matrix.cells.setdefault((conn.src_dev, conn.dst_dev), Cell())
+        # NET lines name the NIC index; the matrix says which network, with GDR or not
+        net = f"NET/{conn.net or '?'}" + ("/GDRDMA" if conn.gdr else "")
+        detail = net if conn.transport == "NET" else conn.detail
+        cell.transports[detail] = cell.transports.get(detail, 0) + 1
+        if not cell.evidence:
+            cell.evidence = str(conn.where)
+            cell.line = _line(conn.where.file, conn.where.line)
+    for matrix in matrices.values():
+        matrix.devices.sort()
+    return list(matrices.values()), ""
+
+
+def _line(path: Path, number: int) -> str:
+    try:
+        with path.open(errors="replace") as handle:
+            for n, text in enumerate(handle, 1):
+                if n == number:
+                    return text.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def bundle_of(data: Mapping[str, Any], given: Path | None) -> Path | None:
+    """The run's bundle: given, else the replayed or the artifacts directory it names."""
+    if given is not None:
+        return given
+    run = data.get("run", {})
+    for key in ("replay", "artifacts"):
+        value = run.get(key)
+        if value and Path(str(value)).is_dir():
+            return Path(str(value))
+    return None

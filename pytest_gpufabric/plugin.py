@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from .launch import registry
 from .launch.protocol import Launcher
 from .profiles.catalogue import describe, load_catalogue
 from .profiles.model import ProfileError
+from .report.html.extras import busbw_svg
 from .report.json_report import write_reports
 from .report.terminal import header_lines, summary_lines
 from .runs import DEFAULT, ISOLATION_RUNS, SPLIT
@@ -313,6 +314,20 @@ class _SessionHooks:
         self.config = config
         self.junit: Callable[[str, object], None] | None = None
         self.certification: Certification | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """With pytest-html installed, a busbw test's picture joins its report (extras)."""
+        report = yield
+        if report.when == "call" and self.config.pluginmanager.hasplugin("html"):
+            svg = busbw_svg(dict(report.user_properties))
+            if svg is not None:
+                from pytest_html import extras  # type: ignore[import-untyped]  # optional
+
+                vars(report)["extras"] = [*getattr(report, "extras", []), extras.html(svg)]
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or not report.passed:

@@ -146,3 +146,42 @@ def test_a_64_node_fleet_page_stays_small() -> None:
             "tests": tests, "fleet": fleet_section(result)}  # fmt: skip
     size = len(render(data).encode())
     assert size < 2_000_000, size
+
+
+def test_nccl_tests_output_is_drawn_next_to_our_curve(browser: Browser, tmp_path: Path) -> None:
+    """The 4 × H200 gate of 2026-11-22 with nccl-tests' stdout captured on the same host."""
+    page = tmp_path / "h200x4.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_gpufabric.report", "html",
+         str(REPO / "tests/data/runs/2026-11-22-h200x4-B-final-healthy/run1.json"),
+         "-o", str(page), "--nccl-tests", str(REPO / "tests/data/h200x4-nccl2.28.9/nccl-tests")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    browser.open(page)
+    labels = json.loads(browser.evaluate(
+        "JSON.stringify(Object.fromEntries(Array.from(document.querySelectorAll('.chart'))"
+        ".map(c => [c.dataset.title, c.dataset.series])))"
+    ))  # fmt: skip
+    assert "nccl-tests busbw, GB/s" in labels["all_reduce"]
+    assert "nccl-tests" not in labels.get("all_reduce (network_only run)", "")
+    assert '"reference":[' in page.read_text()
+    assert "340.87" in page.read_text() or "340.8" in page.read_text()  # 256 MiB, as printed
+
+
+def test_pytest_html_reports_carry_each_busbw_picture(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """With pytest-html installed (an optional dependency), each busbw test of the replayed
+    2 × H200 run gets its picture: every loop against the floor and warn band."""
+    pytest.importorskip("pytest_html")
+    page = tmp_path / "pytest-html.html"
+    result = pytester.runpytest(
+        str(REPO / "suites" / "test_bandwidth.py"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={K / 'healthy1'}", f"--gpufabric-thresholds={LAB2}",
+        "--gpufabric-instance=h200-2gpu-lab", f"--html={page}", "--self-contained-html",
+    )  # fmt: skip
+    result.assert_outcomes(passed=24)
+    html = page.read_text()
+    assert html.count("gf-busbw") >= 20  # one per busbw test (escaped into pytest-html's data)
+    assert "floor 271 GB/s" in html

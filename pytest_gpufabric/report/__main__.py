@@ -1,6 +1,7 @@
 """Reports from a saved JSON report, without pytest:
 
     python -m pytest_gpufabric.report html report.json -o report.html [--bundle DIR]
+        [--nccl-tests DIR_OR_FILE ...]
 
 ``--bundle``: the run's artifacts (its NCCL logs give the transport matrix); by default the
 directory the report names (``run.replay`` or ``run.artifacts``), where it still exists.
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     html.add_argument("report", type=Path)
     html.add_argument("-o", "--output", type=Path, required=True)
     html.add_argument("--bundle", type=Path, help="the run's artifacts directory")
+    html.add_argument(
+        "--nccl-tests",
+        type=Path,
+        action="append",
+        default=[],
+        help="nccl-tests output (file or directory) to draw next to our curves",
+    )
     args = parser.parse_args(argv)
     try:
         data = json.loads(args.report.read_text(encoding="utf-8"))
@@ -38,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --bundle {args.bundle}: not a directory", file=sys.stderr)
         return 2
     try:
-        write_html(args.output, data, args.bundle)
+        write_html(args.output, data, args.bundle, args.nccl_tests)
     except OSError as exc:
         print(f"error: {args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from ...evidence.nccl_log import parse_files
+from ...evidence.recorded import nccl_tests_measurements
 from ...judge import properties as P
+from ...judge.measure import bandwidth
 
 DEFAULT_WARN_BAND_PCT = 5.0  # reports written before warn_band_pct was recorded
 
 
-def _num(value: object) -> float | None:
+def number(value: object) -> float | None:
     try:
         return float(str(value))
     except ValueError:
@@ -33,12 +35,15 @@ class Series:
     warn: list[float | None] = field(default_factory=list)  # top of the floor's warn band
     outcomes: list[str] = field(default_factory=list)
     nodeids: list[str] = field(default_factory=list)
+    reference: list[float | None] = field(default_factory=list)  # nccl-tests' busbw, same sizes
+    reference_where: str = ""
 
     def record(self) -> dict[str, Any]:
         return {
             "title": self.title, "sizes": self.sizes, "median": self.median,
             "repeats": self.repeats, "limit": self.limit, "warn": self.warn,
             "outcomes": self.outcomes, "nodeids": self.nodeids,
+            "reference": self.reference, "reference_where": self.reference_where,
         }  # fmt: skip
 
 
@@ -67,12 +72,12 @@ def bandwidth_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
         run, collective = str(props.get(P.RUN, "default")), str(props.get(P.COLLECTIVE, "?"))
         title = collective if run == "default" else f"{collective} ({run} run)"
         series = charts.setdefault((run, collective), Series(title))
-        repeats = [v for v in (_num(x) for x in str(props.get(P.BUSBW_REPEATS, "")).split(","))
+        repeats = [v for v in (number(x) for x in str(props.get(P.BUSBW_REPEATS, "")).split(","))
                    if v is not None]  # fmt: skip
-        floor = _num(props.get(P.THRESHOLD)) if P.THRESHOLD in props else None
-        band = _num(props.get(P.WARN_BAND_PCT, DEFAULT_WARN_BAND_PCT))
+        floor = number(props.get(P.THRESHOLD)) if P.THRESHOLD in props else None
+        band = number(props.get(P.WARN_BAND_PCT, DEFAULT_WARN_BAND_PCT))
         warn = floor * (1 + (band or 0) / 100) if floor is not None else None
-        _add(series, test, _num(props[P.BUSBW]), repeats, floor, warn)
+        _add(series, test, number(props[P.BUSBW]), repeats, floor, warn)
     return [_sorted(s) for s in charts.values()]
 
 
@@ -84,8 +89,8 @@ def latency_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
             continue
         collective = str(props.get(P.COLLECTIVE, "?"))
         series = charts.setdefault(collective, Series(f"{collective} latency"))
-        ceiling = _num(props[P.CEILING_US]) if P.CEILING_US in props else None
-        _add(series, test, _num(props[P.TIME_US]), [], ceiling, None)
+        ceiling = number(props[P.CEILING_US]) if P.CEILING_US in props else None
+        _add(series, test, number(props[P.TIME_US]), [], ceiling, None)
     return [_sorted(s) for s in charts.values()]
 
 
@@ -95,6 +100,57 @@ def _sorted(series: Series) -> Series:
     for name in ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids"):
         setattr(out, name, [getattr(series, name)[i] for i in order])
     return out
+
+
+NCCL_TESTS_MAX_BYTES = 4 << 20  # an nccl-tests stdout is small; a NCCL log is not one
+
+
+def nccl_tests_curves(places: Sequence[Path]) -> dict[str, tuple[dict[int, float], str]]:
+    """nccl-tests' busbw (out-of-place, as it prints it) by collective and size, from every
+    nccl-tests stdout in ``places`` (files, or directories searched to any depth)."""
+    curves: dict[str, tuple[dict[int, float], str]] = {}
+    for place in places:
+        found = [place] if place.is_file() else sorted(place.rglob("*")) if place.is_dir() else []
+        for path in found:
+            if not path.is_file() or path.name.endswith((".nccl.log", ".json", ".prom")):
+                continue
+            if path.stat().st_size > NCCL_TESTS_MAX_BYTES:
+                continue
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            if "nccl-tests" not in text and "# nThread" not in text:
+                continue
+            for m in nccl_tests_measurements(path, text):
+                if m.time_ms is None:
+                    continue
+                _, busbw = bandwidth(m.collective, m.nbytes, m.nranks, m.time_ms)
+                points, _ = curves.setdefault(m.collective.value, ({}, str(path)))
+                points[m.nbytes] = busbw
+    return curves
+
+
+def add_reference(charts: Sequence[Series], curves: Mapping[str, tuple[dict[int, float], str]]
+                  ) -> None:  # fmt: skip
+    """nccl-tests' curve into the default run's chart of each collective, size by size
+    (sizes nccl-tests measured and we did not are added as points of their own)."""
+    for series in charts:
+        if series.title not in curves:
+            continue  # only the default run: nccl-tests ran with the host's own settings
+        points, where = curves[series.title]
+        for nbytes in sorted(set(points) - set(series.sizes)):
+            series.sizes.append(nbytes)
+            for name in ("median", "limit", "warn"):
+                getattr(series, name).append(None)
+            series.repeats.append([])
+            series.outcomes.append("")
+            series.nodeids.append("")
+        order = sorted(range(len(series.sizes)), key=series.sizes.__getitem__)
+        for name in ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids"):
+            setattr(series, name, [getattr(series, name)[i] for i in order])
+        series.reference = [points.get(n) for n in series.sizes]
+        series.reference_where = where
 
 
 @dataclass

@@ -32,6 +32,11 @@
                    paths: uPlot.paths.stepped({align: 1}), points: {show: false}});
       columns.push(s.warn);
     }
+    if (bw && s.reference && s.reference.some(function (v) { return v !== null; })) {
+      series.push({label: "nccl-tests busbw, GB/s", stroke: "#1e8449", width: 2,
+                   spanGaps: true, points: {size: 6, fill: "#1e8449"}});
+      columns.push(s.reference);
+    }
     repeats.forEach(function (values, k) {
       series.push({label: "loop " + (k + 1), stroke: "rgba(31,95,168,0.45)", width: 0,
                    paths: function () { return null; },
@@ -49,6 +54,7 @@
     var div = document.createElement("div");
     div.className = "chart";
     div.setAttribute("data-title", s.title);
+    div.setAttribute("data-series", series.slice(1).map(function (x) { return x.label; }).join("|"));
     box.appendChild(div);
     new uPlot(opts, columns, div);
   }

@@ -17,7 +17,15 @@ from typing import Any
 
 from ...fleet.record import RECORD, replay
 from ...fleet.summary import fleet_section
-from .data import Matrix, bandwidth_charts, bundle_of, latency_charts, transport_matrices
+from .data import (
+    Matrix,
+    add_reference,
+    bandwidth_charts,
+    bundle_of,
+    latency_charts,
+    nccl_tests_curves,
+    transport_matrices,
+)
 
 FACTS = ("instance", "instance_reason", "profile_file", "launcher", "backend", "nranks",
          "nnodes", "node_names", "gpu_model", "gpu_count", "driver", "nccl_version",
@@ -34,16 +42,21 @@ def _json_for_script(data: object) -> str:
     return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
 
 
-def render(data: Mapping[str, Any], bundle: Path | None = None) -> str:
+def render(data: Mapping[str, Any], bundle: Path | None = None,
+           nccl_tests: Sequence[Path] = ()) -> str:  # fmt: skip
     """The page for a JSON report (``build_json``'s dict); ``bundle``: the run's artifacts
-    (NCCL logs for the transport matrix), else the directory the report names."""
+    (NCCL logs for the transport matrix; nccl-tests output found there is drawn next to our
+    curves), else the directory the report names; ``nccl_tests``: more nccl-tests output."""
     tests = list(data.get("tests", []))
     run = data.get("run", {})
     cert = data.get("certification") or {}
     verdict = str(cert.get("verdict", "no verdict"))
-    matrices, no_matrix = transport_matrices(bundle_of(data, bundle))
+    where = bundle_of(data, bundle)
+    matrices, no_matrix = transport_matrices(where)
+    busbw = bandwidth_charts(tests)
+    add_reference(busbw, nccl_tests_curves([*([where] if where else []), *nccl_tests]))
     charts = {
-        "bandwidth": [s.record() for s in bandwidth_charts(tests)],
+        "bandwidth": [s.record() for s in busbw],
         "latency": [s.record() for s in latency_charts(tests)],
     }
     body = [
@@ -103,7 +116,8 @@ def _charts_section(charts: Mapping[str, list[dict[str, Any]]]) -> str:
         parts.append(
             "<section id=bandwidth><h2>Bus bandwidth against message size</h2><p class=note>"
             "dots: every timed loop; line: the median judged; red steps: the profile's floor; "
-            "shaded: its warn band</p><div class=charts data-kind=bandwidth></div></section>"
+            "shaded: its warn band; green: nccl-tests on the same host, where its output is at "
+            "hand</p><div class=charts data-kind=bandwidth></div></section>"
         )
     if charts["latency"]:
         parts.append(
@@ -259,9 +273,10 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
-def write_html(path: Path, data: Mapping[str, Any], bundle: Path | None = None) -> None:
+def write_html(path: Path, data: Mapping[str, Any], bundle: Path | None = None,
+               nccl_tests: Sequence[Path] = ()) -> None:  # fmt: skip
     """Write atomically (a CI job may collect it while we write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(data, bundle), encoding="utf-8")
+    tmp.write_text(render(data, bundle, nccl_tests), encoding="utf-8")
     tmp.replace(path)

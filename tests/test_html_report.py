@@ -86,10 +86,12 @@ def test_a_healthy_run_shows_its_curves_against_the_floors_and_its_transports(
 def test_a_failing_run_puts_its_failures_first_and_marks_the_wrong_transport(
     pytester: pytest.Pytester, browser: Browser, tmp_path: Path
 ) -> None:
+    """2 × H200 with NCCL_P2P_LEVEL=LOC: SHM between the GPUs, busbw below the lab floors."""
     page = tmp_path / "report.html"
     pytester.runpytest(
-        str(REPO / "suites" / "test_transports.py"), "-p", "no:cacheprovider",
-        f"--gpufabric-replay={K / 'noprofile-p2p-off'}", "--gpufabric-instance=auto",
+        str(REPO / "suites"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={REPO / 'tests/data/runs/2026-11-30-h200x2-p2p-loc/bundle'}",
+        f"--gpufabric-thresholds={LAB2}", "--gpufabric-instance=h200-2gpu-lab",
         f"--gpufabric-html={page}",
     )  # fmt: skip
     seen = _look(browser, page)
@@ -97,7 +99,10 @@ def test_a_failing_run_puts_its_failures_first_and_marks_the_wrong_transport(
     assert seen["first"] == "failures"
     assert seen["cells"]
     assert all("bad" in c[0] and c[1].startswith("SHM") for c in seen["cells"])
-    assert "12 of 12 connections" in page.read_text()
+    html = page.read_text()
+    assert "<h2>25 failed</h2>" in html
+    assert "12 of 12 connections between ranks of one node use SHM/direct/direct" in html
+    assert html.count("<details open class=failure>") == 3  # the rest one click away
 
 
 def test_a_fleet_page_from_a_saved_report_marks_bad_nodes(browser: Browser, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ in a real headless Chromium:
     python validation/html_screenshots.py docs/img
 
 healthy: 2 × H200 run K (healthy1) judged by the lab profile; failing: the same host with
-NCCL_P2P_DISABLE=1 (K noprofile-p2p-off); fleet: the 2 × H200 fleet run with two bad nodes.
+NCCL_P2P_LEVEL=LOC (tests/data/runs/2026-11-30-h200x2-p2p-loc); fleet: the 2 × H200 fleet
+run with two bad nodes.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def main(out: Path) -> int:
         "html-healthy": [*PYTEST, suites, f"--gpufabric-replay={k / 'healthy1'}",
                          f"--gpufabric-thresholds={REPO / 'validation/profiles-lab2'}",
                          "--gpufabric-instance=h200-2gpu-lab"],
-        "html-p2p-off": [*PYTEST, suites, f"--gpufabric-replay={k / 'noprofile-p2p-off'}",
-                         "--gpufabric-instance=auto"],
+        "html-p2p-loc": [*PYTEST, suites,
+                         f"--gpufabric-replay={RUNS / '2026-11-30-h200x2-p2p-loc' / 'bundle'}",
+                         f"--gpufabric-thresholds={REPO / 'validation/profiles-lab2'}",
+                         "--gpufabric-instance=h200-2gpu-lab"],
     }  # fmt: skip
     for name, command in pages.items():
         subprocess.run([*command, f"--gpufabric-html={work / name}.html"], cwd=work, check=False,

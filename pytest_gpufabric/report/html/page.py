@@ -31,6 +31,7 @@ FACTS = ("instance", "instance_reason", "profile_file", "launcher", "backend", "
          "nnodes", "node_names", "gpu_model", "gpu_count", "driver", "nccl_version",
          "torch_version", "cuda_version", "replay", "artifacts")  # fmt: skip
 HOST_TESTS = "suites/test_host.py::"
+OPEN_FAILURES = 3
 
 
 def _asset(name: str) -> str:
@@ -94,10 +95,11 @@ def _failures(tests: Sequence[Mapping[str, Any]]) -> str:
     failed = [t for t in tests if t.get("outcome") == "failed"]
     if not failed:
         return ""
-    items = "".join(
-        f"<details open class=failure><summary>{escape(str(t.get('nodeid')))}</summary>"
+    items = "".join(  # the first few open; the rest one click away, so the charts stay near
+        f"<details{' open' if n < OPEN_FAILURES else ''} class=failure>"
+        f"<summary>{escape(str(t.get('nodeid')))}</summary>"
         f"<pre>{escape(str(t.get('message') or ''))}</pre></details>"
-        for t in failed
+        for n, t in enumerate(failed)
     )
     return f"<section id=failures><h2>{len(failed)} failed</h2>{items}</section>"
 

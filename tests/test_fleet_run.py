@@ -45,6 +45,9 @@ def test_bad_nodes_among_four_are_named_and_the_others_pass(
     props = tests["test_fleet_isolation"]["properties"]
     assert props["fleet_bad_nodes"] == "gpufabric-node2"
     assert props["fleet_gate_failed"] == "gpufabric-node1"
+    fleet = json.loads(report.read_text())["fleet"]  # each passing pair with its busbw
+    assert all(p["busbw_gbps"] > 0 for p in fleet["probes"] if p["passed"])
+    assert all(p["busbw_gbps"] is None for p in fleet["probes"] if not p["passed"])
     assert props["fleet_rounds"] == 3  # every pair of the three nodes that passed their gate
     assert "gpufabric-node2: failed with 2 cleared partners" in props["fleet_decisions"]
     prom = metrics.read_text()

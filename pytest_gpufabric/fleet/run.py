@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..collectives import Collective
 from ..evidence.host import HostFacts
+from ..judge.measure import bandwidth
 from ..launch.protocol import Launcher, PoolSpec, RankFailure
 from ..launch.wire import Job
 from ..settings import SettingError
@@ -211,9 +212,11 @@ class FleetRun:
         if wrong:
             return False, f"all_reduce: {wrong} wrong elements"
         slowest = max((r.median_ms or 0.0) for r in results)
+        _, busbw = bandwidth(Collective.ALL_REDUCE, PROBE_BYTES, spec.nranks, slowest or 1e-9)
         return (
             True,
-            f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, {slowest:.3f} ms",
+            f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, {slowest:.3f} ms, "
+            f"busbw {busbw:.1f} GB/s",
         )
 
     def run(self, max_rounds: int = 64) -> FleetResult:

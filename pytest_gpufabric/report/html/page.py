@@ -229,8 +229,10 @@ def _fleet(fleet: Mapping[str, Any] | None) -> str:
             tip = "\n".join(f"probe {p.get('id')} ({p.get('purpose')}): "
                             f"{'passed' if p.get('passed') else 'failed'}: {p.get('detail', '')}"
                             for p in probes)  # fmt: skip
+            speeds = [p["busbw_gbps"] for p in probes if p.get("busbw_gbps") is not None]
+            speed = f"<small>{speeds[-1]:.1f} GB/s</small>" if speeds else ""
             cells.append(f"<td class='cell {kind}' title='{escape(tip, quote=True)}'>"
-                         f"{len(probes) - len(failed)}/{len(probes)}</td>")  # fmt: skip
+                         f"{len(probes) - len(failed)}/{len(probes)}{speed}</td>")  # fmt: skip
         mark = " class=badnode" if a in bad else ""
         body.append(f"<tr><th{mark}>{escape(a)}</th>{''.join(cells)}</tr>")
     left = fleet.get("left_out", {})
@@ -238,7 +240,7 @@ def _fleet(fleet: Mapping[str, Any] | None) -> str:
     return (
         f"<section id=fleet><h2>Fleet: {len(names)} nodes, {fleet.get('rounds', 0)} rounds</h2>"
         + _table(["node", "verdict", "why", "gate"], rows)
-        + "<h3>Pairs tested (passed/probes; hover for each probe)</h3>"
+        + "<h3>Pairs tested (passed/probes and the last busbw; hover for each probe)</h3>"
         f"<table class='matrix heat'><tr><th></th>{head}</tr>{''.join(body)}</table>"
         + (f"<h3>Left out</h3><ul>{extra}</ul>" if extra else "")
         + "</section>"

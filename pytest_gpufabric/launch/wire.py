@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROTOCOL = "gpufabric-rank"
-VERSION = 3  # 2: jobs name their timing method and repeats; results give each repeat;
-# 3: a rank says when it begins a job (Begun), so a hang names the ranks that never arrived
+VERSION = 4  # 2: jobs name their timing method and repeats; results give each repeat;
+# 3: a rank says when it begins a job (Begun), so a hang names the ranks that never arrived;
+# 4: a job may run on groups of ranks at once (a parallel layout's TP, DP or pipeline groups)
 
 
 class ProtocolError(ValueError):
@@ -135,6 +136,11 @@ class Job(Message):
     purpose: str = "measure"
     repeats: int = 1
     timing: str = "loop"
+    # Disjoint groups of global ranks covering the world, each running the collective on
+    # its own at the same time (empty: the whole world); ``chain``: each group is a pipeline,
+    # stage-to-stage send/recv both ways
+    groups: tuple[tuple[int, ...], ...] = ()
+    chain: bool = False
 
 
 @dataclass(frozen=True)

@@ -110,30 +110,62 @@ class Buffers:
         return total, mismatches, first
 
 
-def operation(layout: Layout, buffers: Buffers, rank: int) -> Callable[[], None]:
-    """The collective call itself, ready to be timed."""
+@dataclass(frozen=True)
+class Group:
+    """The process group a job runs on (a layout's TP, DP or pipeline group), with its
+    members' global ranks in order; ``chain``: a pipeline's stage-to-stage traffic."""
+
+    handle: Any  # dist.ProcessGroup
+    ranks: tuple[int, ...]
+    chain: bool = False
+
+
+def operation(
+    layout: Layout, buffers: Buffers, rank: int, group: Group | None = None
+) -> Callable[[], None]:
+    """The collective call itself, ready to be timed; ``rank`` is the rank in ``group``."""
     op, n = layout.collective, layout.nranks
     send, recv = buffers.send, buffers.recv
+    on = {"group": group.handle} if group is not None else {}
     if op is Collective.ALL_REDUCE:
-        return lambda: _wait(dist.all_reduce(send))
+        return lambda: _wait(dist.all_reduce(send, **on))
     if op is Collective.ALL_GATHER:
-        return lambda: _wait(_all_gather(recv, send))
+        return lambda: _wait(_all_gather(recv, send, **on))
     if op is Collective.REDUCE_SCATTER:
-        return lambda: _wait(_reduce_scatter(recv, send))
+        return lambda: _wait(_reduce_scatter(recv, send, **on))
     if op is Collective.ALLTOALL:
-        return lambda: _wait(dist.all_to_all_single(recv, send))
+        return lambda: _wait(dist.all_to_all_single(recv, send, **on))
     if op is Collective.BROADCAST:
-        return lambda: _wait(dist.broadcast(send, src=0))
+        src = group.ranks[0] if group is not None else 0
+        return lambda: _wait(dist.broadcast(send, src=src, **on))
+    members = group.ranks if group is not None else tuple(range(n))
 
-    def ring() -> None:  # pipeline-style: every rank sends right and receives from the left
+    def peer(index: int) -> int:  # the global rank at a position of the group's ring
+        return members[index % n]
+
+    def ring() -> None:  # every rank sends right and receives from the left
         ops = [
-            dist.P2POp(dist.isend, send, (rank + 1) % n),
-            dist.P2POp(dist.irecv, recv, (rank - 1) % n),
+            dist.P2POp(dist.isend, send, peer(rank + 1), **on),
+            dist.P2POp(dist.irecv, recv, peer(rank - 1), **on),
         ]
         for request in dist.batch_isend_irecv(ops):
             request.wait()
 
-    return ring
+    def chain() -> None:
+        """A pipeline step both ways at once, as 1F1B's steady state has it: activations to
+        the next stage, gradients to the previous one (the first and last stages have one
+        neighbour; the receive buffer is shared: only the timing counts here)."""
+        ops = []
+        if rank + 1 < n:
+            ops += [dist.P2POp(dist.isend, send, peer(rank + 1), **on),
+                    dist.P2POp(dist.irecv, recv, peer(rank + 1), **on)]  # fmt: skip
+        if rank > 0:
+            ops += [dist.P2POp(dist.isend, send, peer(rank - 1), **on),
+                    dist.P2POp(dist.irecv, recv, peer(rank - 1), **on)]  # fmt: skip
+        for request in dist.batch_isend_irecv(ops) if ops else ():
+            request.wait()
+
+    return chain if group is not None and group.chain else ring
 
 
 def _wait(work: Any) -> None:
@@ -276,13 +308,17 @@ def run_collective(
     device: torch.device,
     timing: Timing,
     verify: bool,
+    group: Group | None = None,
 ) -> JobResult:
     """Time the collective as ``timing`` says, then run once more on fresh pattern data and
-    compare every element with the exact expected result."""
+    compare every element with the exact expected result. With ``group``, ``layout`` is the
+    group's and ``rank`` the rank in it; every group of the job runs at the same time (the
+    loop length is agreed over the whole world, so all groups make the same calls)."""
     modulus = pattern_modulus(layout.dtype, layout.nranks)
     buffers = Buffers(layout, device)
     buffers.fill(layout, rank, modulus)
-    fn = operation(layout, buffers, rank)
+    fn = operation(layout, buffers, rank, group)
+    verify = verify and not (group is not None and group.chain)  # a chain is timed only
     cuda = device.type == "cuda"
     timed = time_loops(fn, timing, cuda, device) if timing.iters else None
     checked, mismatches, first = 0, 0, None

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from ..launch.wire import (
     Begun,
@@ -94,6 +95,7 @@ class Rank:
         if int(probe.item()) != self.world_size:
             raise RuntimeError(f"join probe summed to {probe.item()}, expected {self.world_size}")
         self.init_s = time.perf_counter() - t1
+        self._groups: dict[tuple[tuple[int, ...], ...], dict[tuple[int, ...], Any]] = {}
 
     def hello(self) -> RankHello:
         import torch
@@ -134,11 +136,28 @@ class Rank:
 
     def collective(self, job: Job) -> JobResult:
         from ..collectives import Collective, layout
-        from .ops import Timing, run_collective
+        from .ops import Group, Timing, run_collective
 
-        spec = layout(Collective(job.collective), job.nbytes, self.world_size, job.dtype)
         timing = Timing(job.warmup, job.iters, job.repeats, job.timing)
-        return run_collective(spec, self.rank, self.device, timing, job.verify)
+        if not job.groups:
+            spec = layout(Collective(job.collective), job.nbytes, self.world_size, job.dtype)
+            return run_collective(spec, self.rank, self.device, timing, job.verify)
+        mine = next(g for g in job.groups if self.rank in g)
+        group = Group(self.process_groups(job.groups)[mine], mine, job.chain)
+        spec = layout(Collective(job.collective), job.nbytes, len(mine), job.dtype)
+        return run_collective(spec, mine.index(self.rank), self.device, timing, job.verify,
+                              group)  # fmt: skip
+
+    def process_groups(self, groups: tuple[tuple[int, ...], ...]) -> dict[tuple[int, ...], Any]:
+        """The process groups of a layout, made once: every rank makes every group, in the
+        same order (dist.new_group is collective over the world)."""
+        import torch.distributed as dist
+
+        made = self._groups.get(groups)
+        if made is None:
+            made = {ranks: dist.new_group(list(ranks)) for ranks in groups}
+            self._groups[groups] = made
+        return made
 
     def close(self) -> None:
         import torch.distributed as dist

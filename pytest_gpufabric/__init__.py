@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .fabric import Fabric
     from .judge.judgement import GpufabricWarning
     from .session.cases import SPLIT_COLLECTIVES, BandwidthCase, CorrectnessCase, LatencyCase
+    from .workload.cases import WorkloadCase
 
 _LAZY = {
     "Fabric": ("fabric", "Fabric"),
@@ -23,11 +24,12 @@ _LAZY = {
     "LatencyCase": ("session.cases", "LatencyCase"),
     "GpufabricWarning": ("judge.judgement", "GpufabricWarning"),
     "SPLIT_COLLECTIVES": ("session.cases", "SPLIT_COLLECTIVES"),
+    "WorkloadCase": ("workload.cases", "WorkloadCase"),
 }
 
 __all__ = [
     "SPLIT_COLLECTIVES", "BandwidthCase", "CorrectnessCase", "Fabric", "GpufabricWarning",
-    "LatencyCase", "__version__",
+    "LatencyCase", "WorkloadCase", "__version__",
 ]  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from .judge.catalog import CHECKS, HOST_CHECKS, ISOLATION_CHECKS
 from .judge.diagnosis import diagnose, render
 from .judge.host import per_node
 from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
-from .judge.measure import Measurement
+from .judge.measure import Measurement, from_results
 from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
 from .profiles.model import (
@@ -51,6 +51,10 @@ from .session.pools import Call, PoolDown
 from .session.session import FabricSession
 from .session.split import split_skip
 from .units import format_size
+from .workload.cases import WorkloadCase
+from .workload.judge import GroupResult, fair_share, judge_groups
+from .workload.layout import misplaced
+from .workload.links import group_links, where_of
 
 # Small collectives that make NCCL connect rings (all_reduce) and every send/recv peer
 # (alltoall, the ring of sendrecv): NCCL >= 2.22 logs a connection only when it is first used.
@@ -426,6 +430,46 @@ class Fabric:
             kept.update({(plan.name, c): (m, log) for c, m in results.items()})
         measured, log = kept[(plan.name, wanted)]
         return Side(plan.name, plan.describe(), measured, log)
+
+    def check_workload(self, case: WorkloadCase) -> None:
+        """Every group of a kind (a layout's tensor-parallel, data-parallel or pipeline
+        groups) runs its traffic at the same time; each group's busbw is judged against the
+        profile's floor for it (its fair share of the whole-world floor until a per-layout
+        floor is measured), and a group below it is measured again alone."""
+        __tracebackhide__ = True
+        self._claim(f"workload/{case.id}")
+        session, world = self.session, self.session.world
+        if world.nranks < 2:
+            self._skip("1 rank: no parallel layout", Skip.NOT_APPLICABLE)
+        pool = self.pool()
+        groups = tuple(case.groups)
+        timed = self._timed(case.collective, case.nbytes)
+        call = dataclasses.replace(timed, groups=groups, chain=case.chain)
+        results = self._guard(lambda: session.run_results(pool, call, requester=self.item.nodeid))
+        if not results:
+            self._skip(f"the {session.launcher.name} launcher returned no result")
+        links = group_links(pool, groups, world.backend)
+        measured = [
+            GroupResult(g, from_results(case.collective, call.dtype, call.warmup, call.iters,
+                                        [results[r] for r in g]),
+                        where_of(pool, g), links[g])
+            for g in groups
+        ]  # fmt: skip
+
+        def alone(group: GroupResult) -> Measurement | None:
+            solo = dataclasses.replace(call, groups=(group.ranks,))
+            again = self._guard(lambda: session.run_results(pool, solo, requester=self.item.nodeid))
+            mine = [again[r] for r in group.ranks] if again else []
+            if not mine:
+                return None
+            return from_results(case.collective, call.dtype, call.warmup, call.iters, mine)
+
+        limit = fair_share(world.profile, case, world.nranks)
+        misplaced_groups = misplaced(case.layout, [h.node for h in pool.hello])
+        judgement = judge_groups(case, measured, limit, alone)
+        if misplaced_groups:
+            self.record([("misplaced", "; ".join(misplaced_groups))])
+        self._settle(judgement, session.test_context())
 
     def _fleet(self) -> FleetResult:
         """The session's fleet run (once); skips when fleet mode is off or cannot run here."""

@@ -37,6 +37,7 @@ CASE_FIXTURES = (
     "gpufabric_correctness_case", "gpufabric_bandwidth_case", "gpufabric_nccl_check",
     "gpufabric_host_check", "gpufabric_isolation_run", "gpufabric_isolation_case",
     "gpufabric_latency_case", "gpufabric_split_collective", "gpufabric_fleet_node",
+    "gpufabric_workload_case",
 )  # fmt: skip
 FIXTURES = ("gpufabric", "gpufabric_session", *CASE_FIXTURES)
 
@@ -231,13 +232,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "gpufabric_isolation_case": session.isolation_cases,
         "gpufabric_latency_case": session.latency_cases,
         "gpufabric_split_collective": lambda: [c.value for c in SPLIT_COLLECTIVES],
+        "gpufabric_workload_case": session.workload_cases,
         "gpufabric_fleet_node": lambda: (
             ([n.name for n in session.fleet_nodes()[0]] if session.settings.fleet.value else [])
             or ["none"]
         ),
     }
     for name in wanted:
-        values = cases[name]()
+        try:
+            values = cases[name]()
+        except SettingError as exc:  # a layout that does not fit: one line at collection's end
+            metafunc.config.stash[LAZY_ERROR_KEY] = str(exc)
+            return
         ids = [str(getattr(v, "id", v)) for v in values]
         metafunc.parametrize(name, values, ids=ids)
 
@@ -254,6 +260,7 @@ _ORDER = {
     "gpufabric_nccl_check": 3,
     "gpufabric_host_check": 4,
     "gpufabric_split_collective": 5,
+    "gpufabric_workload_case": 5,
     "gpufabric_isolation_run": 6,
     "gpufabric_isolation_case": 6,
     "gpufabric_fleet_node": 8,

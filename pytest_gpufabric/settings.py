@@ -136,6 +136,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "node-exporter's textfile collector, replaced atomically)",
     ),
     OptionSpec(
+        "layout",
+        "TPxPPxDP[,...]",
+        "Parallel layouts for suites/test_workload.py (tensor × pipeline × data parallel, "
+        "Megatron's rank order), e.g. 2x4x1. Default: the seeds' layouts that fit the ranks",
+    ),
+    OptionSpec(
         "html",
         "PATH",
         "Write a self-contained HTML report (charts of busbw and latency against floors, "
@@ -312,6 +318,7 @@ class Settings:
     metrics: Setting[Path | None] = Setting(None, "default")
     pushgateway: Setting[str | None] = Setting(None, "default")
     html: Setting[Path | None] = Setting(None, "default")
+    layout: Setting[str | None] = Setting(None, "default")
     # The kubernetes launcher's options by name ("k8s-image"), raw; paths made absolute.
     k8s: Mapping[str, Setting[str | None]] = dataclasses.field(default_factory=dict)
 
@@ -516,6 +523,7 @@ def resolve(
         metrics=path("metrics"),
         pushgateway=one("pushgateway", _url),
         html=path("html"),
+        layout=one("layout", str),
     )
 
 

@@ -130,7 +130,7 @@ def test_replay_of_the_one_node_bundle(pytester: pytest.Pytester) -> None:
         SUITES, "-p", "no:cacheprovider", "-rs", f"--gpufabric-replay={ONE}",
         "--gpufabric-instance=hgx-h200-4gpu",
     )  # fmt: skip
-    result.assert_outcomes(passed=91, skipped=16)
+    result.assert_outcomes(passed=91, skipped=20)
     result.stdout.fnmatch_lines(
         ["*SKIPPED [[]1] *test_transports.py*: single-node run: no connection between nodes"]
     )
@@ -144,7 +144,7 @@ def test_replay_of_the_two_node_bundle_uses_the_inter_node_floors(
         SUITES, "-p", "no:cacheprovider", f"--gpufabric-replay={TWO}",
         "--gpufabric-instance=hgx-h200-4gpu", f"--gpufabric-json={report}",
     )  # fmt: skip
-    result.assert_outcomes(passed=77, skipped=15)
+    result.assert_outcomes(passed=77, skipped=19)
     result.stdout.fnmatch_lines(["gpufabric: replay of *: 4 ranks on 2 node(s), *"])
     tests = json.loads(report.read_text())["tests"]
     busbw = [t["properties"] for t in tests if "test_busbw[" in t["nodeid"]]

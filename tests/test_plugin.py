@@ -44,7 +44,7 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
         f"--junitxml={report}", f"--gpufabric-json={report_json}",
         f"--gpufabric-artifacts={tmp_path / 'art'}",
     )  # fmt: skip
-    result.assert_outcomes(passed=15, skipped=39)
+    result.assert_outcomes(passed=15, skipped=44)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -76,7 +76,7 @@ def test_shipped_suites_on_a_machine_without_gpu(pytester: pytest.Pytester, tmp_
     }
     assert [n["gpu_count"] for n in nodes] == [0]
     assert data["certification"]["verdict"] == "NOT CERTIFIED"
-    assert data["summary"] == {"passed": 15, "skipped": 39}
+    assert data["summary"] == {"passed": 15, "skipped": 44}
     assert len(data["tests"]) == len(cases)
     logs = sorted(p.name for p in (tmp_path / "art" / "default").iterdir())
     assert logs == ["pool.json", "rank0.out.log", "rank1.out.log"]  # gloo: no NCCL log
@@ -276,7 +276,7 @@ def test_shipped_suites_run_from_the_installed_package(pytester: pytest.Pytester
         "--gpufabric-instance=auto",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*test_node.py::test_ranks_joined", "54 tests collected*"])
+    result.stdout.fnmatch_lines(["*test_node.py::test_ranks_joined", "59 tests collected*"])
 
 
 def test_the_next_pool_is_started_ahead_when_asked(

@@ -146,7 +146,7 @@ def test_a_wrong_result_fails_whatever_the_speed(pytester: pytest.Pytester) -> N
 def test_gpu_profile_on_a_node_without_gpus_is_one_failure(pytester: pytest.Pytester) -> None:
     scripted(pytester, "node()")
     result = suites(pytester, "--gpufabric-instance=hgx-h200-4gpu")
-    result.assert_outcomes(passed=13, failed=1, skipped=87)
+    result.assert_outcomes(passed=13, failed=1, skipped=92)
     result.stdout.fnmatch_lines(
         [
             "profile hgx-h200-4gpu expects 4 × NVIDIA H200 (*hgx-h200-4gpu.yaml); this node has no GPU visible (*)",

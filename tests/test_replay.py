@@ -31,7 +31,7 @@ def test_healthy_capture_passes_every_transport_check(
 ) -> None:
     report = tmp_path / "junit.xml"
     result = replay(pytester, h200_capture / "default", "hgx-h200-4gpu", f"--junitxml={report}")
-    result.assert_outcomes(passed=28, skipped=79, warnings=1)
+    result.assert_outcomes(passed=28, skipped=83, warnings=1)
     result.stdout.fnmatch_lines(
         [
             f"gpufabric: replay of {h200_capture / 'default'}: 4 ranks on 1 node(s), GPUs not recorded",
@@ -128,7 +128,7 @@ def test_own_artifacts_bundle_replays(pytester: pytest.Pytester, tmp_path: Path)
         "--gpufabric-instance=auto",
         f"--gpufabric-artifacts={bundle}",
     )
-    live.assert_outcomes(passed=15, skipped=39)
+    live.assert_outcomes(passed=15, skipped=44)
     assert json.loads((bundle / "report.json").read_text())["run"]["backend"] == "gloo"
     cpu = (f"--gpufabric-thresholds={CPU_PROFILES}", "--gpufabric-instance=cpu-gloo-2rank")
     again = pytester.runpytest(

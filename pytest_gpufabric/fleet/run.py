@@ -216,7 +216,7 @@ class FleetRun:
         return (
             True,
             f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, {slowest:.3f} ms, "
-            f"busbw {busbw:.1f} GB/s",
+            f"busbw {busbw:.3g} GB/s",
         )
 
     def run(self, max_rounds: int = 64) -> FleetResult:

@@ -30,7 +30,7 @@ class NodeRow:
 
 def busbw_of(detail: str) -> float | None:
     """A passing probe's busbw, as its detail says it ("..., busbw 12.3 GB/s")."""
-    found = re.search(r"busbw ([\d.]+) GB/s", detail)
+    found = re.search(r"busbw ([\d.eE+-]+) GB/s", detail)
     return float(found[1]) if found else None
 
 

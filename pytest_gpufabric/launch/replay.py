@@ -78,6 +78,11 @@ class ReplayPool:
     def run(self, job: Job, what: str) -> list[JobResult]:
         if job.purpose == "traffic":
             return []  # the recorded logs are what they are
+        if job.groups:
+            raise EvidenceMissing(
+                f"{self.recording.directory} records whole-world jobs only, not one on a "
+                f"layout's groups ({len(job.groups)} groups)"
+            )
         collective, nbytes = Collective(job.collective), job.nbytes
         timed = job.iters > 0
         found = self.recording.find(collective, nbytes, timed=timed, run=self.spec.name)

@@ -342,3 +342,13 @@ def run_collective(
         warmup=timed.warmup if timed else 0,
         iters=timed.iters if timed else 0,
     )
+
+
+def idle(device: torch.device, timing: Timing) -> JobResult:
+    """A rank outside every group of a job (a group measured alone): it joins the one
+    whole-world call the timed ranks make (the loop length, agreed by all_reduce MAX) and
+    nothing else."""
+    if timing.iters:
+        nothing = torch.zeros(1, dtype=torch.float32, device=device)
+        dist.all_reduce(nothing, op=dist.ReduceOp.MAX)
+    return JobResult(nbytes=0, times_ms=(), median_ms=None, checked=0, mismatches=0)

@@ -142,8 +142,13 @@ class Rank:
         if not job.groups:
             spec = layout(Collective(job.collective), job.nbytes, self.world_size, job.dtype)
             return run_collective(spec, self.rank, self.device, timing, job.verify)
-        mine = next(g for g in job.groups if self.rank in g)
-        group = Group(self.process_groups(job.groups)[mine], mine, job.chain)
+        made = self.process_groups(job.groups)
+        mine = next((g for g in job.groups if self.rank in g), None)
+        if mine is None:  # a group measured alone: the others keep the loop count agreed
+            from .ops import idle
+
+            return idle(self.device, timing)
+        group = Group(made[mine], mine, job.chain)
         spec = layout(Collective(job.collective), job.nbytes, len(mine), job.dtype)
         return run_collective(spec, mine.index(self.rank), self.device, timing, job.verify,
                               group)  # fmt: skip

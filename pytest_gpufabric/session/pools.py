@@ -14,7 +14,7 @@ from pathlib import Path
 from ..collectives import Collective, layout
 from ..judge.measure import Measurement, from_results
 from ..launch.protocol import Launcher, PoolSpec, RankFailure, RankPool
-from ..launch.wire import Job, RankHello
+from ..launch.wire import Job, JobResult, RankHello
 from ..runs import DEFAULT
 from ..settings import Settings
 from ..units import format_size
@@ -34,6 +34,8 @@ class Call:
     purpose: str = "measure"
     repeats: int = 1
     timing: str = "loop"  # rank/ops.py: "graph" or "loop" (CPU ranks use the host clock)
+    groups: tuple[tuple[int, ...], ...] = ()  # a layout's groups, all at once (wire.Job)
+    chain: bool = False  # the groups are pipelines
 
 
 class PoolDown(Exception):
@@ -117,15 +119,25 @@ class Pools:
     def run(self, pool: RankPool, call: Call, requester: str) -> Measurement | None:
         """One collective job on every rank; None for a traffic job a replay does not run."""
         c = call
+        results = self.results(pool, call, requester)
+        if not results:
+            return None
+        return from_results(c.collective, c.dtype, c.warmup, c.iters, results)
+
+    def results(self, pool: RankPool, call: Call, requester: str) -> list[JobResult]:
+        """Every rank's result of one job (by rank); a pool that fails stays down."""
+        c = call
         # The size as nccl-tests would print it (whole chunks); a recording without ranks
         # has no layout, only the size asked for.
         size = c.nbytes
-        if self.nranks:
+        if self.nranks and not c.groups:
             size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes
         self._next_job += 1
         job = Job(self._next_job, c.collective.value, c.nbytes, c.dtype, c.warmup, c.iters,
-                  c.verify, c.purpose, c.repeats, c.timing)  # fmt: skip
+                  c.verify, c.purpose, c.repeats, c.timing, c.groups, c.chain)  # fmt: skip
         what = f"{c.collective.value} {format_size(size)} {c.dtype}"
+        if c.groups:
+            what += f" on {len(c.groups)} groups at once"
         try:
             results = pool.run(job, what)
         except RankFailure as exc:
@@ -133,9 +145,7 @@ class Pools:
             self.close()
             raise
         self.timed_collectives += c.iters > 0
-        if not results:
-            return None
-        return from_results(c.collective, c.dtype, c.warmup, c.iters, results)
+        return results
 
     def close(self) -> None:
         if self._pool is not None:

@@ -21,13 +21,15 @@ from ..judge.host import HostEvidence
 from ..judge.judgement import Skip
 from ..judge.measure import Measurement
 from ..launch.protocol import Launcher, NodeFleet, RankPool
-from ..launch.wire import RankHello
+from ..launch.wire import JobResult, RankHello
 from ..profiles.catalogue import Catalogue
 from ..profiles.implied import implied_nccl
 from ..profiles.model import HostExpectations, NcclExpectations
 from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS, SPLIT
-from ..settings import Settings
+from ..settings import SettingError, Settings
 from ..units import format_size
+from ..workload.cases import WorkloadCase, workload_cases
+from ..workload.layout import Layout, LayoutError, defaults, parse
 from .cases import (
     BandwidthCase,
     CorrectnessCase,
@@ -115,6 +117,21 @@ class FabricSession:
 
     def latency_cases(self) -> list[LatencyCase]:
         return latency_cases(self.world.profile)
+
+    def layouts(self) -> list[Layout]:
+        """The parallel layouts of suites/test_workload.py: the option's, else the seeds'
+        that fit this run's ranks; SettingError naming a value that does not fit."""
+        setting = self.settings.layout
+        if setting.value is None:
+            return defaults(self.world.nranks)
+        where = f"--gpufabric-layout (from {setting.source})"
+        try:
+            return [parse(text, self.world.nranks, where) for text in setting.value.split(",")]
+        except LayoutError as exc:
+            raise SettingError(str(exc)) from None
+
+    def workload_cases(self) -> list[WorkloadCase]:
+        return workload_cases(self.layouts(), self.world.backend)
 
     def isolation_cases(self) -> list[BandwidthCase]:
         return isolation_cases(self.world.profile)
@@ -204,6 +221,10 @@ class FabricSession:
     def run(self, pool: RankPool, call: Call, *, requester: str) -> Measurement | None:
         """``call`` on every rank of ``pool`` (see pools.py); a pool that fails stays down."""
         return self._pools.run(pool, call, requester)
+
+    def run_results(self, pool: RankPool, call: Call, *, requester: str) -> list[JobResult]:
+        """Every rank's own result of ``call`` (a job on a layout's groups)."""
+        return self._pools.results(pool, call, requester)
 
     @property
     def running_pool(self) -> str | None:

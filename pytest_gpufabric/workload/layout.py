@@ -38,6 +38,11 @@ class Layout:
         return f"tp{self.tp}×pp{self.pp}×dp{self.dp}"
 
     @property
+    def slug(self) -> str:
+        """The name in test ids (ASCII: CI systems and shells handle it everywhere)."""
+        return f"tp{self.tp}pp{self.pp}dp{self.dp}"
+
+    @property
     def world(self) -> int:
         return self.tp * self.pp * self.dp
 

@@ -1,0 +1,98 @@
+"""Each group of a workload case against its floor. A profile that has no floor per layout
+judges a group against its fair share of the whole-world floor: the world's busbw divided
+among the groups that run at the same time (floor × group size / world size), said so in
+the message. A group below it is measured again alone, which tells contention (alone it is
+fast) from a slow group (alone it is slow too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..judge.judgement import Judgement, Property, failed, not_asked, passed
+from ..judge.measure import Measurement
+from ..profiles.model import Floor, Profile
+from ..units import format_size
+from .cases import KIND_NAMES, WorkloadCase
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    ranks: tuple[int, ...]
+    measured: Measurement
+    where: str  # "GPUs 0, 1 on node-a" / "ranks on node-a, node-b"
+    link: str  # "NVLink (P2P/CUMEM)", "SHM", "network (NET/Socket)", "gloo over TCP"
+
+
+def fair_share(profile: Profile | None, case: WorkloadCase, world: int) -> tuple[float, str] | None:
+    """(floor for one group, how it was derived) or None without a whole-world floor."""
+    if profile is None:
+        return None
+    floor: Floor | None = profile.floor_for(case.collective, case.nbytes)
+    if floor is None or profile.ranks != world:
+        return None
+    size = len(case.groups[0])
+    value = floor.busbw_gbps * size / world
+    how = (
+        f"fair share of the whole-world floor: {floor.busbw_gbps:g} GB/s ({floor.where}) × "
+        f"{size} ranks per group / {world} ranks = {value:.3g} GB/s (no per-layout floor in "
+        f"profile {profile.name} yet)"
+    )
+    return value, how
+
+
+def judge_groups(
+    case: WorkloadCase,
+    results: Sequence[GroupResult],
+    limit: tuple[float, str] | None,
+    alone: Callable[[GroupResult], Measurement | None],
+) -> Judgement:
+    """Every group at or above ``limit``; a failing group names its ranks, GPUs, nodes and
+    link, and how it did alone."""
+    kind = KIND_NAMES[case.kind]
+    props: list[Property] = [("layout", case.layout.name), ("group_kind", case.kind),
+                             ("groups", len(results))]  # fmt: skip
+    for number, group in enumerate(results):
+        props += [(f"group{number}_ranks", ",".join(map(str, group.ranks))),
+                  (f"group{number}_busbw_gbps", float(f"{group.measured.busbw_gbps:.4g}")),
+                  (f"group{number}_link", group.link)]  # fmt: skip
+    wrong = [g for g in results if g.measured.mismatches]
+    if wrong:
+        return failed("\n".join(
+            f"{kind} group of ranks {_ranks(g)} ({g.where}): {g.measured.mismatches} wrong "
+            f"elements in {case.collective.value} {format_size(case.nbytes)}" for g in wrong
+        ), props)  # fmt: skip
+    what = f"{case.collective.value} {format_size(case.nbytes)}"
+    label = f"{what}, {len(results)} {kind} group{'s' if len(results) > 1 else ''} at once"
+    if limit is None:
+        slowest = min(g.measured.busbw_gbps for g in results)
+        return not_asked(f"{label}: slowest group {slowest:.3g} GB/s busbw; no floor to judge "
+                         "it (no whole-world floor at this size)", props)  # fmt: skip
+    floor, how = limit
+    props.append(("threshold_gbps", float(f"{floor:.4g}")))
+    slow = [g for g in results if g.measured.busbw_gbps < floor]
+    if not slow:
+        slowest = min(g.measured.busbw_gbps for g in results)
+        return passed(f"{label}: slowest group {slowest:.3g} GB/s >= {floor:.3g} GB/s", props)
+    lines = [f"{label}: {len(slow)} of {len(results)} groups below {floor:.3g} GB/s busbw"]
+    for group in slow:
+        lines.append(
+            f"  {kind} group of ranks {_ranks(group)} ({group.where}) over {group.link}: "
+            f"{group.measured.busbw_gbps:.3g} GB/s ({group.measured.how()})"
+        )
+        solo = alone(group)
+        if solo is not None:
+            verdict = (
+                "contention: alone it reaches the floor"
+                if solo.busbw_gbps >= floor
+                else "the group itself is slow: alone it is below the floor too"
+            )
+            lines.append(f"    alone: {solo.busbw_gbps:.3g} GB/s busbw: {verdict}")
+            props.append((f"alone_{'_'.join(map(str, group.ranks))}_gbps",
+                          round(solo.busbw_gbps, 2)))  # fmt: skip
+    lines.append(f"  expected: {how}")
+    return failed("\n".join(lines), props)
+
+
+def _ranks(group: GroupResult) -> str:
+    return ", ".join(map(str, group.ranks))

@@ -1,0 +1,80 @@
+"""suites/test_workload.py with 4 real gloo ranks: a TP 2 × DP 2 layout and a PP 2 × DP 2
+layout, every group of a kind at once, judged against the fair share of the whole-world
+floors; a floor no CPU reaches names each group, its link, and how it did alone; a layout
+that does not fit is one line naming the value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = REPO / "suites" / "test_workload.py"
+PROFILES = (f"--gpufabric-thresholds={REPO / 'tests/data/profiles/cpu'}",
+            f"--gpufabric-thresholds={REPO / 'tests/data/profiles/cpu-workload'}")  # fmt: skip
+
+
+def test_tp_dp_and_pp_dp_layouts_pass_group_by_group(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    report = tmp_path / "r.json"
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", *PROFILES, "--gpufabric-instance=cpu-gloo-4rank",
+        "--gpufabric-layout=2x1x2,1x2x2", f"--gpufabric-json={report}",
+        "--gpufabric-allow-uncertified",
+    )  # fmt: skip
+    result.assert_outcomes(passed=7)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    assert sorted(tests) == [
+        "test_workload[tp1pp2dp2-dp-all_gather-64KiB]",
+        "test_workload[tp1pp2dp2-dp-reduce_scatter-64KiB]",
+        "test_workload[tp1pp2dp2-pp-sendrecv-64KiB]",
+        "test_workload[tp2pp1dp2-dp-all_gather-64KiB]",
+        "test_workload[tp2pp1dp2-dp-reduce_scatter-64KiB]",
+        "test_workload[tp2pp1dp2-tp-all_gather-64KiB]",
+        "test_workload[tp2pp1dp2-tp-all_reduce-64KiB]",
+    ]
+    tp = tests["test_workload[tp2pp1dp2-tp-all_reduce-64KiB]"]["properties"]
+    assert (tp["group0_ranks"], tp["group1_ranks"]) == ("0,1", "2,3")  # consecutive ranks
+    dp = tests["test_workload[tp2pp1dp2-dp-reduce_scatter-64KiB]"]["properties"]
+    assert (dp["group0_ranks"], dp["group1_ranks"]) == ("0,2", "1,3")
+    pp = tests["test_workload[tp1pp2dp2-pp-sendrecv-64KiB]"]["properties"]
+    assert (pp["group0_ranks"], pp["group1_ranks"]) == ("0,2", "1,3")  # stage 0, stage 1
+    assert tp["group0_link"] == "gloo over TCP"
+    assert tp["threshold_gbps"] == pytest.approx(0.0000005)  # 2 of 4 ranks' share
+
+
+def test_a_group_below_its_floor_is_named_with_its_link_and_measured_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", *PROFILES,
+        "--gpufabric-instance=cpu-gloo-4rank-tight", "--gpufabric-layout=2x1x2",
+        "-k", "tp-all_gather",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines([
+        "all_gather 64KiB, 2 tensor-parallel groups at once: 2 of 2 groups below 500 GB/s busbw",
+        "  tensor-parallel group of ranks 0, 1 (on *) over gloo over TCP: * GB/s (median of *",
+        "    alone: * GB/s busbw: the group itself is slow: alone it is below the floor too",
+        "  tensor-parallel group of ranks 2, 3 (on *) over gloo over TCP: * GB/s (median of *",
+        "    alone: * GB/s busbw: the group itself is slow: alone it is below the floor too",
+        "  expected: fair share of the whole-world floor: 1000 GB/s (*cpu-gloo-4rank-tight.yaml:11)"
+        " × 2 ranks per group / 4 ranks = 500 GB/s (no per-layout floor in profile "
+        "cpu-gloo-4rank-tight yet)",
+    ])  # fmt: skip
+
+
+def test_a_layout_that_does_not_fit_is_one_line(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", *PROFILES, "--gpufabric-instance=cpu-gloo-4rank",
+        "--gpufabric-layout=2x2x2",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --gpufabric-layout (from --gpufabric-layout): '2x2x2' places 8 ranks "
+        "(tp 2 × pp 2 × dp 2); this run has 4"
+    ])  # fmt: skip
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

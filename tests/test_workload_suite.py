@@ -78,3 +78,26 @@ def test_a_layout_that_does_not_fit_is_one_line(pytester: pytest.Pytester) -> No
         "(tp 2 × pp 2 × dp 2); this run has 4"
     ])  # fmt: skip
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_a_recorded_workload_run_replays_to_the_same_verdicts(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """A live 4-rank run with its bundle, then the bundle judged again without any rank:
+    the same outcomes, each group's busbw as measured, and the alone runs too."""
+    bundle, live_json, again_json = tmp_path / "b", tmp_path / "live.json", tmp_path / "again.json"
+    args = ("-p", "no:cacheprovider", *PROFILES, "--gpufabric-instance=cpu-gloo-4rank-tight",
+            "--gpufabric-layout=2x1x2", "--gpufabric-allow-uncertified")  # fmt: skip
+    pytester.runpytest(str(SUITE), *args, f"--gpufabric-artifacts={bundle}",
+                       f"--gpufabric-json={live_json}")  # fmt: skip
+    again = pytester.runpytest(str(SUITE), *args, f"--gpufabric-replay={bundle}",
+                               f"--gpufabric-json={again_json}")  # fmt: skip
+    again.assert_outcomes(passed=2, failed=2)
+
+    def outcomes(path: Path) -> dict[str, tuple[str, object, object]]:
+        return {t["nodeid"].split("::")[1]: (t["outcome"],
+                                             t["properties"].get("group0_busbw_gbps"),
+                                             t["properties"].get("alone_0_1_gbps"))
+                for t in json.loads(path.read_text())["tests"]}  # fmt: skip
+
+    assert outcomes(again_json) == outcomes(live_json)

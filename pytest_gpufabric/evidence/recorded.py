@@ -76,6 +76,9 @@ class RecordedDevice:
     name: str  # GPU model
 
 
+GroupJob = tuple[str, int, tuple[tuple[int, ...], ...]]  # collective, bytes, groups
+
+
 @dataclass
 class RecordedRun:
     directory: Path
@@ -88,6 +91,12 @@ class RecordedRun:
     host_before: HostFacts | None = None  # a live run's snapshot before its collectives
     nodes: list[Node] = field(default_factory=list)  # node probes a live run kept
     ignored: list[tuple[Path, str]] = field(default_factory=list)
+    # jobs on a layout's groups (suites/test_workload.py): (collective, bytes, groups) ->
+    # each group's (time per call in ms, wrong elements); a group measured alone is a job
+    # of one group
+    group_jobs: dict[GroupJob, dict[tuple[int, ...], tuple[float, int]]] = field(
+        default_factory=dict
+    )
     _logs: dict[str, NcclLog] = field(default_factory=dict)
 
     def run_of(self, path: Path) -> str:
@@ -304,6 +313,7 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
         run.reports.append(data)
         for test in tests:
             props = test.get("properties", {})
+            _group_jobs(run, props)
             # A comparison (the split cost) also measured its baseline in another run.
             for measured in (properties.read(props), properties.read_baseline(props)):
                 if measured is None:
@@ -343,6 +353,27 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
             )  # fmt: skip
         return "results JSON"
     return None
+
+
+def _group_jobs(run: RecordedRun, props: dict[str, Any]) -> None:
+    """A workload test's groups (all at once) and the groups measured alone, if any."""
+    if "workload_collective" not in props or "workload_bytes" not in props:
+        return
+    collective, nbytes = str(props["workload_collective"]), int(str(props["workload_bytes"]))
+    groups: dict[tuple[int, ...], tuple[float, int]] = {}
+    number = 0
+    while f"group{number}_ranks" in props:
+        ranks = tuple(int(r) for r in str(props[f"group{number}_ranks"]).split(","))
+        time_ms = props.get(f"group{number}_time_ms")
+        if time_ms is None:
+            return  # a report from before times were kept: nothing to replay
+        wrong = int(str(props.get(f"group{number}_mismatches", 0)))
+        groups[ranks] = (float(str(time_ms)), wrong)
+        alone = props.get(f"alone_{'_'.join(map(str, ranks))}_time_ms")
+        if alone is not None:
+            run.group_jobs[(collective, nbytes, (ranks,))] = {ranks: (float(str(alone)), 0)}
+        number += 1
+    run.group_jobs[(collective, nbytes, tuple(groups))] = groups
 
 
 def _nccl_tests_json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..collectives import Collective
+from ..collectives import Collective, layout
 from ..evidence.host import HostFacts
 from ..evidence.inventory import Gpu, Inventory
 from ..evidence.nccl_log import NcclLog
@@ -79,10 +79,7 @@ class ReplayPool:
         if job.purpose == "traffic":
             return []  # the recorded logs are what they are
         if job.groups:
-            raise EvidenceMissing(
-                f"{self.recording.directory} records whole-world jobs only, not one on a "
-                f"layout's groups ({len(job.groups)} groups)"
-            )
+            return self._group_job(job)
         collective, nbytes = Collective(job.collective), job.nbytes
         timed = job.iters > 0
         found = self.recording.find(collective, nbytes, timed=timed, run=self.spec.name)
@@ -102,6 +99,27 @@ class ReplayPool:
         )
         # nccl-tests and reports keep the slowest rank's time only: every rank reports it.
         return [result for _ in range(max(found.nranks, 1))]
+
+    def _group_job(self, job: Job) -> list[JobResult]:
+        """Each rank's result of a job on a layout's groups, as the recording has it (every
+        rank of a group reports the group's slowest time, as a live group's slowest does)."""
+        found = self.recording.group_jobs.get((job.collective, job.nbytes, job.groups))
+        if found is None:
+            raise EvidenceMissing(
+                f"no recorded job of {job.collective} {format_size(job.nbytes)} on "
+                f"{len(job.groups)} groups ({', '.join(map(str, job.groups))}) in "
+                f"{self.recording.directory}"
+            )
+        results = [JobResult(nbytes=0) for _ in range(self.spec.nranks)]
+        for group, (time_ms, wrong) in found.items():
+            size = layout(Collective(job.collective), job.nbytes, len(group), job.dtype).nbytes
+            for rank in group:
+                results[rank] = JobResult(
+                    nbytes=size, times_ms=(time_ms,), median_ms=time_ms,
+                    checked=1 if job.verify else 0, mismatches=wrong,
+                    recorded=f"pytest-gpufabric report in {self.recording.directory}",
+                )  # fmt: skip
+        return results
 
     def nccl_log(self) -> NcclLog:
         return self.recording.nccl_log(self.spec.name)

@@ -15,6 +15,9 @@ from ..profiles.model import Floor, Profile
 from ..units import format_size
 from .cases import KIND_NAMES, WorkloadCase
 
+# The properties a replay reads back (evidence/recorded.py): which job, and each group's time.
+COLLECTIVE, BYTES = "workload_collective", "workload_bytes"
+
 
 @dataclass(frozen=True)
 class GroupResult:
@@ -51,9 +54,12 @@ def judge_groups(
     link, and how it did alone."""
     kind = KIND_NAMES[case.kind]
     props: list[Property] = [("layout", case.layout.name), ("group_kind", case.kind),
-                             ("groups", len(results))]  # fmt: skip
+                             ("groups", len(results)), (COLLECTIVE, case.collective.value),
+                             (BYTES, case.nbytes)]  # fmt: skip
     for number, group in enumerate(results):
         props += [(f"group{number}_ranks", ",".join(map(str, group.ranks))),
+                  (f"group{number}_time_ms", group.measured.time_ms),
+                  (f"group{number}_mismatches", group.measured.mismatches),
                   (f"group{number}_busbw_gbps", float(f"{group.measured.busbw_gbps:.4g}")),
                   (f"group{number}_link", group.link)]  # fmt: skip
     wrong = [g for g in results if g.measured.mismatches]
@@ -88,8 +94,9 @@ def judge_groups(
                 else "the group itself is slow: alone it is below the floor too"
             )
             lines.append(f"    alone: {solo.busbw_gbps:.3g} GB/s busbw: {verdict}")
-            props.append((f"alone_{'_'.join(map(str, group.ranks))}_gbps",
-                          round(solo.busbw_gbps, 2)))  # fmt: skip
+            alone_key = f"alone_{'_'.join(map(str, group.ranks))}"
+            props += [(f"{alone_key}_gbps", float(f"{solo.busbw_gbps:.4g}")),
+                      (f"{alone_key}_time_ms", solo.time_ms)]  # fmt: skip
     lines.append(f"  expected: {how}")
     return failed("\n".join(lines), props)
 

@@ -101,3 +101,28 @@ def test_a_recorded_workload_run_replays_to_the_same_verdicts(
                 for t in json.loads(path.read_text())["tests"]}  # fmt: skip
 
     assert outcomes(again_json) == outcomes(live_json)
+
+
+@pytest.mark.parametrize(("run", "failed"), [("healthy", 0), ("p2p-off", 9)])
+def test_the_2xh200_workload_runs_replay_to_their_verdicts(
+    pytester: pytest.Pytester, tmp_path: Path, run: str, failed: int
+) -> None:
+    """tests/data/runs/2026-11-30-h200x2-workload: the layouts of 2 GPUs, and with P2P off
+    every group over SHM, named as such."""
+    runs = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-workload"
+    again = tmp_path / "again.json"
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", f"--gpufabric-replay={runs / run}",
+        f"--gpufabric-thresholds={REPO / 'validation' / 'profiles-lab2'}",
+        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-json={again}",
+    )  # fmt: skip
+    result.assert_outcomes(passed=9 - failed, failed=failed, skipped=1)
+    live = json.loads((runs / f"{run}.report.json").read_text())["tests"]
+    replayed = json.loads(again.read_text())["tests"]
+    assert [t["outcome"] for t in replayed] == [t["outcome"] for t in live]
+    if failed:
+        result.stdout.fnmatch_lines([
+            "all_reduce 16MiB, 1 tensor-parallel group at once: 1 of 1 groups below 179 GB/s busbw",
+            "  tensor-parallel group of ranks 0, 1 (on vm) over SHM/direct/direct: 28.5 GB/s *",
+            "    it ran alone (the only group of its kind): the group itself is slow",
+        ])  # fmt: skip

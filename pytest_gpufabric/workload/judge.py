@@ -86,6 +86,9 @@ def judge_groups(
             f"  {kind} group of ranks {_ranks(group)} ({group.where}) over {group.link}: "
             f"{group.measured.busbw_gbps:.3g} GB/s ({group.measured.how()})"
         )
+        if len(results) == 1:
+            lines.append("    it ran alone (the only group of its kind): the group itself is slow")
+            continue
         solo = alone(group)
         if solo is not None:
             verdict = (

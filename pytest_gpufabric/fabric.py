@@ -462,6 +462,8 @@ class Fabric:
                 again = session.run_results(pool, solo, requester=self.item.nodeid)
             except EvidenceMissing:
                 return None
+            except RankFailure as exc:
+                _fail(str(exc))
             mine = [again[r] for r in group.ranks] if again else []
             if not mine:
                 return None

@@ -470,11 +470,9 @@ class Fabric:
             return from_results(case.collective, call.dtype, call.warmup, call.iters, mine)
 
         limit = fair_share(world.profile, case, world.nranks)
-        misplaced_groups = misplaced(case.layout, [h.node for h in pool.hello])
-        judgement = judge_groups(case, measured, limit, alone)
-        if misplaced_groups:
-            self.record([("misplaced", "; ".join(misplaced_groups))])
-        self._settle(judgement, session.test_context())
+        wrong_place = misplaced(case.layout, [h.node for h in pool.hello])
+        self._settle(judge_groups(case, measured, limit, alone, wrong_place),
+                     session.test_context())  # fmt: skip
 
     def _fleet(self) -> FleetResult:
         """The session's fleet run (once); skips when fleet mode is off or cannot run here."""

@@ -126,3 +126,20 @@ def test_the_2xh200_workload_runs_replay_to_their_verdicts(
             "  tensor-parallel group of ranks 0, 1 (on vm) over SHM/direct/direct: 28.5 GB/s *",
             "    it ran alone (the only group of its kind): the group itself is slow",
         ])  # fmt: skip
+
+
+def test_a_tp_group_across_nodes_is_said_to_be_the_layouts_doing(
+    pytester: pytest.Pytester,
+) -> None:
+    """4 ranks on 2 emulated nodes (NCCL_HOSTID): TP 4 spans both, TP 2 × DP 2 does not."""
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", *PROFILES, "--gpufabric-instance=cpu-gloo-4rank",
+        "--gpufabric-emulate-nodes=2", "--gpufabric-layout=4x1x1,2x1x2", "-W",
+        "always::pytest_gpufabric.GpufabricWarning", "--gpufabric-allow-uncertified",
+    )  # fmt: skip
+    result.assert_outcomes(passed=6, warnings=2)  # TP 4's all_reduce and all_gather
+    result.stdout.fnmatch_lines([
+        "*layout: tp group of ranks 0, 1, 2, 3 on gpufabric-node0, gpufabric-node1: "
+        "tensor-parallel traffic crosses nodes*",
+    ])  # fmt: skip
+    assert "ranks 0, 1 on gpufabric-node0: tensor" not in result.stdout.str()

@@ -49,9 +49,29 @@ def judge_groups(
     results: Sequence[GroupResult],
     limit: tuple[float, str] | None,
     alone: Callable[[GroupResult], Measurement | None],
+    misplaced: Sequence[str] = (),
 ) -> Judgement:
     """Every group at or above ``limit``; a failing group names its ranks, GPUs, nodes and
-    link, and how it did alone."""
+    link, and how it did alone. ``misplaced``: what of the layout Megatron would not do (a
+    TP group across nodes), said in the verdict either way: it is the layout's doing, not
+    the node's."""
+    judgement = _judge(case, results, limit, alone)
+    if not misplaced:
+        return judgement
+    note = "layout: " + "; ".join(misplaced)
+    props = (*judgement.properties, ("misplaced", "; ".join(misplaced)))
+    if judgement.status == "failed":
+        return failed(f"{judgement.message}\n  {note}", props)
+    return Judgement(judgement.status, f"{judgement.summary} ({note})", judgement.findings,
+                     props, judgement.warning or note, judgement.skip)  # fmt: skip
+
+
+def _judge(
+    case: WorkloadCase,
+    results: Sequence[GroupResult],
+    limit: tuple[float, str] | None,
+    alone: Callable[[GroupResult], Measurement | None],
+) -> Judgement:
     kind = KIND_NAMES[case.kind]
     props: list[Property] = [("layout", case.layout.name), ("group_kind", case.kind),
                              ("groups", len(results)), (COLLECTIVE, case.collective.value),

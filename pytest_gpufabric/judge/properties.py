@@ -147,6 +147,10 @@ class Measured:
     run_settings: str | None
     run_nodes: int | None
     threshold_gbps: float | None
+    busbw_repeats: tuple[float, ...] = ()  # each timed loop's busbw
+    warn_band_pct: float | None = None  # the floor's warn band (None: not recorded)
+    time_us: float | None = None  # a latency test's time per call
+    ceiling_us: float | None = None
 
 
 def read_baseline(props: Mapping[str, object]) -> Measured | None:
@@ -216,4 +220,18 @@ def read(props: Mapping[str, object]) -> Measured | None:
         run_settings=str(settings) if settings is not None else None,
         run_nodes=_integer(props, RUN_NODES),
         threshold_gbps=_number(props, THRESHOLD),
+        busbw_repeats=tuple(
+            float(v) for v in str(props.get(BUSBW_REPEATS, "")).split(",") if _is_number(v)
+        ),
+        warn_band_pct=_number(props, WARN_BAND_PCT),
+        time_us=_number(props, TIME_US),
+        ceiling_us=_number(props, CEILING_US),
     )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -12,15 +12,10 @@ from ...evidence.nccl_log import parse_files
 from ...evidence.recorded import nccl_tests_measurements
 from ...judge import properties as P
 from ...judge.measure import bandwidth
+from ...runs import DEFAULT
 
 DEFAULT_WARN_BAND_PCT = 5.0  # reports written before warn_band_pct was recorded
-
-
-def number(value: object) -> float | None:
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
+COLUMNS = ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids")
 
 
 @dataclass
@@ -38,6 +33,23 @@ class Series:
     reference: list[float | None] = field(default_factory=list)  # nccl-tests' busbw, same sizes
     reference_where: str = ""
 
+    def add(self, nbytes: int, value: float | None, repeats: Sequence[float],
+            limit: float | None, warn: float | None, test: Mapping[str, Any]) -> None:  # fmt: skip
+        self.sizes.append(nbytes)
+        self.median.append(value)
+        self.repeats.append(list(repeats))
+        self.limit.append(limit)
+        self.warn.append(warn)
+        self.outcomes.append(str(test.get("outcome", "")))
+        self.nodeids.append(str(test.get("nodeid", "")))
+
+    def sort(self) -> Series:
+        """Every column in the order of message size."""
+        order = sorted(range(len(self.sizes)), key=self.sizes.__getitem__)
+        for name in COLUMNS:
+            setattr(self, name, [getattr(self, name)[i] for i in order])
+        return self
+
     def record(self) -> dict[str, Any]:
         return {
             "title": self.title, "sizes": self.sizes, "median": self.median,
@@ -47,16 +59,13 @@ class Series:
         }  # fmt: skip
 
 
-def _add(series: Series, test: Mapping[str, Any], value: float | None,
-         repeats: list[float], limit: float | None, warn: float | None) -> None:  # fmt: skip
-    props = test.get("properties", {})
-    series.sizes.append(int(str(props[P.BYTES])))
-    series.median.append(value)
-    series.repeats.append(repeats)
-    series.limit.append(limit)
-    series.warn.append(warn)
-    series.outcomes.append(str(test.get("outcome", "")))
-    series.nodeids.append(str(test.get("nodeid", "")))
+def warn_top(measured: P.Measured) -> float | None:
+    """The top of the floor's warn band (a pass below it warns)."""
+    if measured.threshold_gbps is None:
+        return None
+    band = measured.warn_band_pct
+    band = DEFAULT_WARN_BAND_PCT if band is None else band
+    return measured.threshold_gbps * (1 + band / 100)
 
 
 def bandwidth_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
@@ -65,41 +74,31 @@ def bandwidth_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
     charts: dict[tuple[str, str], Series] = {}
     for test in tests:
         props = test.get("properties", {})
-        if P.BUSBW not in props or P.TIME_US in props or P.BYTES not in props:
+        measured = P.read(props)
+        if measured is None or measured.busbw_gbps is None or measured.time_us is not None:
             continue
         if any(key.startswith(P.BASELINE) for key in props):
             continue  # a split-cost test: two runs in one
-        run, collective = str(props.get(P.RUN, "default")), str(props.get(P.COLLECTIVE, "?"))
-        title = collective if run == "default" else f"{collective} ({run} run)"
-        series = charts.setdefault((run, collective), Series(title))
-        repeats = [v for v in (number(x) for x in str(props.get(P.BUSBW_REPEATS, "")).split(","))
-                   if v is not None]  # fmt: skip
-        floor = number(props.get(P.THRESHOLD)) if P.THRESHOLD in props else None
-        band = number(props.get(P.WARN_BAND_PCT, DEFAULT_WARN_BAND_PCT))
-        warn = floor * (1 + (band or 0) / 100) if floor is not None else None
-        _add(series, test, number(props[P.BUSBW]), repeats, floor, warn)
-    return [_sorted(s) for s in charts.values()]
+        run, collective = measured.run, measured.collective.value
+        title = collective if run == DEFAULT else f"{collective} ({run} run)"
+        charts.setdefault((run, collective), Series(title)).add(
+            measured.nbytes, measured.busbw_gbps, measured.busbw_repeats,
+            measured.threshold_gbps, warn_top(measured), test,
+        )  # fmt: skip
+    return [s.sort() for s in charts.values()]
 
 
 def latency_charts(tests: Sequence[Mapping[str, Any]]) -> list[Series]:
     charts: dict[str, Series] = {}
     for test in tests:
-        props = test.get("properties", {})
-        if P.TIME_US not in props or P.BYTES not in props:
+        measured = P.read(test.get("properties", {}))
+        if measured is None or measured.time_us is None:
             continue
-        collective = str(props.get(P.COLLECTIVE, "?"))
-        series = charts.setdefault(collective, Series(f"{collective} latency"))
-        ceiling = number(props[P.CEILING_US]) if P.CEILING_US in props else None
-        _add(series, test, number(props[P.TIME_US]), [], ceiling, None)
-    return [_sorted(s) for s in charts.values()]
-
-
-def _sorted(series: Series) -> Series:
-    order = sorted(range(len(series.sizes)), key=series.sizes.__getitem__)
-    out = Series(series.title)
-    for name in ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids"):
-        setattr(out, name, [getattr(series, name)[i] for i in order])
-    return out
+        collective = measured.collective.value
+        charts.setdefault(collective, Series(f"{collective} latency")).add(
+            measured.nbytes, measured.time_us, (), measured.ceiling_us, None, test
+        )
+    return [s.sort() for s in charts.values()]
 
 
 NCCL_TESTS_MAX_BYTES = 4 << 20  # an nccl-tests stdout is small; a NCCL log is not one
@@ -146,9 +145,7 @@ def add_reference(charts: Sequence[Series], curves: Mapping[str, tuple[dict[int,
             series.repeats.append([])
             series.outcomes.append("")
             series.nodeids.append("")
-        order = sorted(range(len(series.sizes)), key=series.sizes.__getitem__)
-        for name in ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids"):
-            setattr(series, name, [getattr(series, name)[i] for i in order])
+        series.sort()
         series.reference = [points.get(n) for n in series.sizes]
         series.reference_where = where
 
@@ -179,6 +176,7 @@ def transport_matrices(bundle: Path | None) -> tuple[list[Matrix], str]:
         return [], f"no NCCL logs in {bundle} (a gloo run, or a report without its bundle)"
     log = parse_files(files)
     matrices: dict[str, Matrix] = {}
+    texts: dict[Path, list[str]] = {}
     for conn in log.connections:
         host = conn.process.host
         if conn.transport == "NET" and conn.direction == "receive":
@@ -194,21 +192,21 @@ def transport_matrices(bundle: Path | None) -> tuple[list[Matrix], str]:
         cell.transports[detail] = cell.transports.get(detail, 0) + 1
         if not cell.evidence:
             cell.evidence = str(conn.where)
-            cell.line = _line(conn.where.file, conn.where.line)
+            cell.line = _line(texts, conn.where.file, conn.where.line)
     for matrix in matrices.values():
         matrix.devices.sort()
     return list(matrices.values()), ""
 
 
-def _line(path: Path, number: int) -> str:
-    try:
-        with path.open(errors="replace") as handle:
-            for n, text in enumerate(handle, 1):
-                if n == number:
-                    return text.strip()
-    except OSError:
-        pass
-    return ""
+def _line(texts: dict[Path, list[str]], path: Path, number: int) -> str:
+    """Line ``number`` of ``path``, each file read once (``texts`` keeps them)."""
+    if path not in texts:
+        try:
+            texts[path] = path.read_text(errors="replace").splitlines()
+        except OSError:
+            texts[path] = []
+    lines = texts[path]
+    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
 
 
 def bundle_of(data: Mapping[str, Any], given: Path | None) -> Path | None:

@@ -7,22 +7,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from html import escape
 
-from ...judge import properties as P
-from .data import DEFAULT_WARN_BAND_PCT, number
+from ...judge.properties import read
+from .data import warn_top
 
 WIDTH, HEIGHT, PAD = 420, 64, 12
 
 
 def busbw_svg(props: Mapping[str, object]) -> str | None:
     """The SVG of one busbw test's properties; None for a test without busbw."""
-    busbw = number(props.get(P.BUSBW)) if P.BUSBW in props and P.TIME_US not in props else None
-    if busbw is None:
+    measured = read(props)
+    if measured is None or measured.busbw_gbps is None or measured.time_us is not None:
         return None
-    loops = [v for v in (number(x) for x in str(props.get(P.BUSBW_REPEATS, "")).split(","))
-             if v is not None] or [busbw]  # fmt: skip
-    floor = number(props.get(P.THRESHOLD)) if P.THRESHOLD in props else None
-    band = number(props.get(P.WARN_BAND_PCT, DEFAULT_WARN_BAND_PCT)) or 0.0
-    top = max([*loops, busbw, (floor or 0) * (1 + band / 100)]) * 1.15 or 1.0
+    busbw, floor, warn = measured.busbw_gbps, measured.threshold_gbps, warn_top(measured)
+    loops = list(measured.busbw_repeats) or [busbw]
+    top = max([*loops, busbw, warn or 0.0]) * 1.15 or 1.0
 
     def x(value: float) -> float:
         return PAD + (WIDTH - 2 * PAD) * value / top
@@ -30,8 +28,8 @@ def busbw_svg(props: Mapping[str, object]) -> str | None:
     parts = [f"<svg class=gf-busbw xmlns='http://www.w3.org/2000/svg' width={WIDTH} "
              f"height={HEIGHT} role=img>"]  # fmt: skip
     parts.append(f"<line x1={PAD} x2={WIDTH - PAD} y1=34 y2=34 stroke='#999'/>")
-    if floor is not None:
-        width = x(floor * (1 + band / 100)) - x(floor)
+    if floor is not None and warn is not None:
+        width = x(warn) - x(floor)
         parts.append(f"<rect x={x(floor):.1f} y=18 width={width:.1f} height=32 "
                      "fill='rgba(230,126,34,0.25)'/>")  # fmt: skip
         parts.append(f"<line x1={x(floor):.1f} x2={x(floor):.1f} y1=14 y2=54 stroke='#c0392b' "

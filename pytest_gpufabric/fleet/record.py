@@ -27,6 +27,7 @@ def encode(result: FleetResult) -> str:
             "probes": {str(pid): list(p.nodes) for pid, p in planner.probes.items()},
             "outcomes": {str(pid): ok for pid, ok in planner.outcomes.items()},
             "details": {str(pid): text for pid, text in result.details.items()},
+            "busbw": {str(pid): value for pid, value in result.busbw.items()},
         },
         separators=(",", ":"),
     )
@@ -77,5 +78,7 @@ def replay(record: str) -> FleetResult:
                     "was made by another planner"
                 )
             result.details[probe.id] = str(data["details"].get(key, ""))
+            if key in data.get("busbw", {}):
+                result.busbw[probe.id] = float(data["busbw"][key])
             planner.record(probe.id, bool(data["outcomes"][key]))
     return result

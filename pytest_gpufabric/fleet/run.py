@@ -126,6 +126,7 @@ class FleetResult:
     details: dict[int, str] = field(
         default_factory=dict
     )  # probe id -> what it measured or why it failed
+    busbw: dict[int, float] = field(default_factory=dict)  # probe id -> busbw of a pass
     gates: dict[str, NodeGate] = field(default_factory=dict)  # node -> its own gate
     left_out: dict[str, str] = field(default_factory=dict)  # node -> why it was not tested
 
@@ -188,36 +189,34 @@ class FleetRun:
             spec.nranks,
         )  # fmt: skip
 
-    def probe(self, probe: Probe) -> tuple[bool, str]:
-        """(passed, what it measured or why it failed)."""
+    def probe(self, probe: Probe) -> tuple[bool, str, float | None]:
+        """(passed, what it measured or why it failed, its busbw when it passed)."""
         spec = self.spec(f"fleet-probe{probe.id}", probe.nodes)
         node_of = [node for node in probe.nodes for _ in self.nodes[node].slots]
         began = time.monotonic()
         try:
             pool = self.launcher.start(spec)
         except RankFailure as exc:
-            return False, failure("start-up", exc, node_of, time.monotonic() - began)
+            return False, failure("start-up", exc, node_of, time.monotonic() - began), None
         except SettingError as exc:  # a launcher that cannot reach these nodes' ranks
-            return False, f"start-up: {exc}"
+            return False, f"start-up: {exc}", None
         began = time.monotonic()
         try:
             job = Job(1, Collective.ALL_REDUCE.value, PROBE_BYTES, self.rules.dtype, 1, 5, True,
                       repeats=1)  # fmt: skip
             results = pool.run(job, f"all_reduce {PROBE_BYTES} {self.rules.dtype}")
         except RankFailure as exc:
-            return False, failure("all_reduce", exc, node_of, time.monotonic() - began)
+            return False, failure("all_reduce", exc, node_of, time.monotonic() - began), None
         finally:
             pool.close()
         wrong = sum(r.mismatches for r in results)
         if wrong:
-            return False, f"all_reduce: {wrong} wrong elements"
+            return False, f"all_reduce: {wrong} wrong elements", None
         slowest = max((r.median_ms or 0.0) for r in results)
         _, busbw = bandwidth(Collective.ALL_REDUCE, PROBE_BYTES, spec.nranks, slowest or 1e-9)
-        return (
-            True,
-            f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, {slowest:.3f} ms, "
-            f"busbw {busbw:.3g} GB/s",
-        )
+        detail = (f"all_reduce {PROBE_BYTES >> 20} MiB exact on {spec.nranks} ranks, "
+                  f"{slowest:.3f} ms, busbw {busbw:.3g} GB/s")  # fmt: skip
+        return True, detail, busbw
 
     def run(self, max_rounds: int = 64) -> FleetResult:
         # Each pool starts, runs and closes inside one thread: a local rank's
@@ -235,7 +234,9 @@ class FleetRun:
                 break
             with ThreadPoolExecutor(max_workers=len(probes)) as pool:
                 outcomes = list(pool.map(self.probe, probes))
-            for probe, (passed, detail) in zip(probes, outcomes, strict=True):
+            for probe, (passed, detail, busbw) in zip(probes, outcomes, strict=True):
                 result.details[probe.id] = detail
+                if busbw is not None:
+                    result.busbw[probe.id] = busbw
                 planner.record(probe.id, passed)
         return result

@@ -3,7 +3,6 @@ probes it was in (the terminal's table, the JSON report's ``fleet`` section)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +25,6 @@ class NodeRow:
             "gate": gate.record() if gate is not None else None,
             "probes": list(self.probes),
         }
-
-
-def busbw_of(detail: str) -> float | None:
-    """A passing probe's busbw, as its detail says it ("..., busbw 12.3 GB/s")."""
-    found = re.search(r"busbw ([\d.eE+-]+) GB/s", detail)
-    return float(found[1]) if found else None
 
 
 def node_rows(result: FleetResult) -> list[NodeRow]:
@@ -73,7 +66,7 @@ def fleet_section(result: FleetResult) -> dict[str, Any]:
                 "passed": planner.outcomes.get(pid),
                 "scope": planner.scope(pid),
                 "detail": result.details.get(pid, ""),
-                "busbw_gbps": busbw_of(result.details.get(pid, "")),
+                "busbw_gbps": result.busbw.get(pid),
             }
             for pid, probe in planner.probes.items()
         ],

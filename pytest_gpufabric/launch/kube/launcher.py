@@ -518,13 +518,19 @@ def _uses_gpus(pod: dict[str, Any]) -> bool:
     return False
 
 
+# The rank pods' own tolerations (manifests.DEFAULT_TOLERATIONS: all "Exists").
+_DEFAULT_TOLERATIONS = tuple(
+    Toleration(t["key"], None, t["effect"]) for t in manifests.DEFAULT_TOLERATIONS
+)
+
+
 def _barring(node: dict[str, Any], opts: KubeOptions) -> str | None:
     """The first NoSchedule/NoExecute taint of ``node`` that none of our tolerations takes."""
+    tolerations = (*_DEFAULT_TOLERATIONS, *opts.tolerations)
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("effect") not in ("NoSchedule", "NoExecute"):
             continue
-        ours = [Toleration(t["key"], None, t["effect"]) for t in manifests.DEFAULT_TOLERATIONS]
-        if not any(t.tolerates(taint) for t in (*ours, *opts.tolerations)):
+        if not any(t.tolerates(taint) for t in tolerations):
             value = f"={taint['value']}" if taint.get("value") else ""
             return f"{taint.get('key')}{value}:{taint.get('effect')}"
     return None

@@ -223,17 +223,22 @@ def test_what_cannot_be_pushed_is_refused_before_any_request(
         push(url, "gpufabric_x 1\n", grouping=grouping)
 
 
+def _replay_pushing_to(pytester: pytest.Pytester, url: str) -> pytest.RunResult:
+    """The latency suite on the replayed 2 × H200 run K, pushing its metrics to ``url``."""
+    repo = Path(__file__).resolve().parent.parent
+    return pytester.runpytest(
+        str(repo / "suites" / "test_latency.py"), "-p", "no:cacheprovider",
+        f"--gpufabric-replay={repo / 'tests/data/runs/2026-11-30-h200x2-K/healthy1'}",
+        f"--gpufabric-thresholds={repo / 'validation/profiles-lab2'}",
+        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-pushgateway={url}",
+    )  # fmt: skip
+
+
 def test_a_run_pushes_its_verdict_to_the_gateway(
     gateway: Gateway, pytester: pytest.Pytester
 ) -> None:
     """--gpufabric-pushgateway: the replayed 2 × H200 run K lands in the group of its profile."""
-    repo = Path(__file__).resolve().parent.parent
-    result = pytester.runpytest(
-        str(repo / "suites" / "test_latency.py"), "-p", "no:cacheprovider",
-        f"--gpufabric-replay={repo / 'tests/data/runs/2026-11-30-h200x2-K/healthy1'}",
-        f"--gpufabric-thresholds={repo / 'validation/profiles-lab2'}",
-        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-pushgateway={gateway.url}",
-    )  # fmt: skip
+    result = _replay_pushing_to(pytester, gateway.url)
     assert "ERROR: gpufabric" not in result.stdout.str()
     latency = gateway.samples("gpufabric_latency_us")
     mine = [
@@ -246,14 +251,8 @@ def test_a_run_pushes_its_verdict_to_the_gateway(
 def test_a_gateway_that_is_down_is_one_error_line_and_the_run_goes_on(
     pytester: pytest.Pytester,
 ) -> None:
-    repo = Path(__file__).resolve().parent.parent
     url = f"http://127.0.0.1:{_free_port()}"
-    result = pytester.runpytest(
-        str(repo / "suites" / "test_latency.py"), "-p", "no:cacheprovider",
-        f"--gpufabric-replay={repo / 'tests/data/runs/2026-11-30-h200x2-K/healthy1'}",
-        f"--gpufabric-thresholds={repo / 'validation/profiles-lab2'}",
-        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-pushgateway={url}",
-    )  # fmt: skip
+    result = _replay_pushing_to(pytester, url)
     result.stdout.fnmatch_lines(
         [
             f"ERROR: gpufabric: Pushgateway {url}/metrics/job/gpufabric/gpufabric_profile/"

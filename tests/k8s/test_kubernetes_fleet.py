@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -59,6 +60,25 @@ def fleet_nodes(k8s: k.Cluster) -> Iterator[tuple[str, ...]]:
         assert not problems, problems
 
 
+def _fleet_run(pytester: pytest.Pytester, namespace: str, template: Path, tmp_path: Path,
+               *extra: str) -> tuple[pytest.RunResult, dict[str, Any]]:  # fmt: skip
+    """The fleet suite over the cluster's nodes: its result and its JSON report, with the
+    tests by name under "by_name"."""
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
+                                 f"--gpufabric-k8s-tolerations={TAINT}"),
+        f"--gpufabric-json={report}", *extra,
+    )  # fmt: skip
+    data = json.loads(report.read_text())
+    data["by_name"] = {t["nodeid"].split("::")[1]: t for t in data["tests"]}
+    return result, data
+
+
+def _node_outcomes(report: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, str]:
+    return {name: report["by_name"][f"test_fleet_node[{name}]"]["outcome"] for name in nodes}
+
+
 def test_a_fleet_run_over_every_node_names_the_bad_ones(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, k8s: k.Cluster,
     fleet_nodes: tuple[str, ...], namespace: str, template: Path, tmp_path: Path,
@@ -67,18 +87,15 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
         "GPUFABRIC_TEST_FLEET_FAULT",
         "node3:GLOO_SOCKET_IFNAME=bogus0;pairs@node4:GLOO_SOCKET_IFNAME=bogus0",
     )
-    report = tmp_path / "report.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
-                                 f"--gpufabric-k8s-tolerations={TAINT}"),
-        f"--gpufabric-json={report}", "-rs", "--gpufabric-k8s-label-nodes",
-        "--gpufabric-k8s-taint-failed",
-    )  # fmt: skip
-    out = result.stdout.str()
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    outcomes = {name: tests[f"test_fleet_node[{name}]"]["outcome"] for name in fleet_nodes}
-    assert outcomes == {"localhost": "passed", "node2": "passed", "node3": "failed",
-                        "node4": "failed"}, out  # fmt: skip
+    result, report = _fleet_run(pytester, namespace, template, tmp_path, "-rs",
+                                "--gpufabric-k8s-label-nodes", "--gpufabric-k8s-taint-failed")  # fmt: skip
+    out, tests = result.stdout.str(), report["by_name"]
+    assert _node_outcomes(report, fleet_nodes) == {
+        "localhost": "passed",
+        "node2": "passed",
+        "node3": "failed",
+        "node4": "failed",
+    }, out
     result.stdout.fnmatch_lines([
         "node3 failed its own gate (alone, before any pairing):",
         "  start-up: *no network interface matches GLOO_SOCKET_IFNAME=bogus0*",
@@ -90,7 +107,7 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     ])  # fmt: skip
     props = tests["test_fleet_isolation"]["properties"]
     assert props["fleet_bad_nodes"] == "node4"
-    fleet = json.loads(report.read_text())["fleet"]
+    fleet = report["fleet"]
     assert fleet["domains"]["node2"] == f"{CLIQUE}=a"
     assert {p["scope"] for p in fleet["probes"]} <= {f"domain {CLIQUE}=a", "across domains"}
     gate = tests["test_fleet_node[localhost]"]["properties"]
@@ -130,17 +147,16 @@ def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
     other nodes: each such probe names it and its node once the 10 s job deadline passes;
     node4 is named bad; the stopped processes go with the run's pods."""
     monkeypatch.setenv("GPUFABRIC_TEST_FLEET_FAULT", "pairs@node4:GPUFABRIC_TEST_RANK_FREEZE=1")
-    report = tmp_path / "report.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
-                                 f"--gpufabric-k8s-tolerations={TAINT}", "--gpufabric-timeout=10"),
-        f"--gpufabric-json={report}", "--gpufabric-k8s-label-nodes", "--gpufabric-k8s-taint-failed",
-    )  # fmt: skip
+    result, report = _fleet_run(pytester, namespace, template, tmp_path,
+                                "--gpufabric-timeout=10", "--gpufabric-k8s-label-nodes",
+                                "--gpufabric-k8s-taint-failed")  # fmt: skip
     out = result.stdout.str()
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    outcomes = {name: tests[f"test_fleet_node[{name}]"]["outcome"] for name in fleet_nodes}
-    assert outcomes == {"localhost": "passed", "node2": "passed", "node3": "passed",
-                        "node4": "failed"}, out  # fmt: skip
+    assert _node_outcomes(report, fleet_nodes) == {
+        "localhost": "passed",
+        "node2": "passed",
+        "node3": "passed",
+        "node4": "failed",
+    }, out
     named = [line for line in out.splitlines() if "never arrived" in line and "probe" in line]
     assert named, out
     for line in named:
@@ -178,20 +194,15 @@ def test_idle_nodes_only_leaves_out_a_node_whose_gpus_are_in_use(
     while k8s.api.core.read_namespaced_pod("training", namespace).status.phase != "Running":
         assert time.monotonic() < deadline, "the GPU pod did not start"
         time.sleep(0.5)
-    report = tmp_path / "report.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITE), *k.gate_args(namespace, template, "--gpufabric-fleet",
-                                 f"--gpufabric-k8s-tolerations={TAINT}",
-                                 "--gpufabric-k8s-idle-nodes-only"),
-        f"--gpufabric-json={report}",
-    )  # fmt: skip
+    result, report = _fleet_run(pytester, namespace, template, tmp_path,
+                                "--gpufabric-k8s-idle-nodes-only")  # fmt: skip
     k8s.api.core.delete_namespaced_pod("training", namespace, grace_period_seconds=0)
     result.stdout.fnmatch_lines([
         "fleet: 3 nodes, * rounds of * probes; bad links: none",
         f"  left out: node2: busy: pod {namespace}/training uses its GPUs",
     ])  # fmt: skip
     result.assert_outcomes(passed=4)  # the isolation and localhost, node3, node4
-    fleet = json.loads(report.read_text())["fleet"]
+    fleet = report["fleet"]
     assert sorted(fleet["nodes"]) == ["localhost", "node3", "node4"]
     assert fleet["left_out"] == {"node2": f"busy: pod {namespace}/training uses its GPUs"}
 

@@ -27,6 +27,7 @@ from .judge.judgement import GpufabricWarning, Judgement, Property, Skip
 from .judge.measure import Measurement, from_results
 from .judge.topology import Side, judge_split
 from .launch.protocol import EvidenceMissing, RankFailure, RankPool
+from .launch.wire import Beside
 from .profiles.model import (
     DEFAULT_ITERS,
     DEFAULT_REPEATS,
@@ -52,7 +53,7 @@ from .session.session import FabricSession
 from .session.split import split_skip
 from .units import format_size
 from .workload.cases import WorkloadCase
-from .workload.judge import GroupResult, fair_share, judge_groups
+from .workload.judge import GroupResult, beside_result, judge_groups, limit_for
 from .workload.layout import misplaced
 from .workload.links import group_links, where_of
 
@@ -444,20 +445,27 @@ class Fabric:
         pool = self.pool()
         groups = tuple(case.groups)
         timed = self._timed(case.collective, case.nbytes)
-        call = dataclasses.replace(timed, groups=groups, chain=case.chain)
+        side = case.beside
+        beside = Beside(side[0].value, case.nbytes, tuple(side[1])) if side else None
+        call = dataclasses.replace(timed, groups=groups, chain=case.chain, beside=beside)
         results = self._guard(lambda: session.run_results(pool, call, requester=self.item.nodeid))
         if not results:
             self._skip(f"the {session.launcher.name} launcher returned no result")
-        links = group_links(pool, groups, world.backend)
-        measured = [
-            GroupResult(g, from_results(case.collective, call.dtype, call.warmup, call.iters,
-                                        [results[r] for r in g]),
-                        where_of(pool, g), links[g])
-            for g in groups
-        ]  # fmt: skip
+        links = group_links(pool, (*groups, *(beside.groups if beside else ())), world.backend)
+
+        def measure(collective: Collective, group: tuple[int, ...], mine: bool) -> GroupResult:
+            replies = [results[r] for r in group]
+            if not mine:  # the traffic beside: its own times, as a job of its own
+                replies = [beside_result(r, collective, case.nbytes, len(group), call.dtype)
+                           for r in replies]  # fmt: skip
+            m = from_results(collective, call.dtype, call.warmup, call.iters, replies)
+            return GroupResult(group, m, where_of(pool, group), links[group])
+
+        measured = [measure(case.collective, g, True) for g in groups]
+        besides = [measure(side[0], g, False) for g in beside.groups] if side and beside else []
 
         def alone(group: GroupResult) -> Measurement | None:
-            solo = dataclasses.replace(call, groups=(group.ranks,))
+            solo = dataclasses.replace(call, groups=(group.ranks,), beside=None)
             try:  # a recording without it: the verdict stands, only the comparison is missing
                 again = session.run_results(pool, solo, requester=self.item.nodeid)
             except EvidenceMissing:
@@ -469,9 +477,9 @@ class Fabric:
                 return None
             return from_results(case.collective, call.dtype, call.warmup, call.iters, mine)
 
-        limit = fair_share(world.profile, case, world.nranks)
+        limit = limit_for(world.profile, case, world.nranks, world.nnodes)
         wrong_place = misplaced(case.layout, [h.node for h in pool.hello])
-        self._settle(judge_groups(case, measured, limit, alone, wrong_place),
+        self._settle(judge_groups(case, measured, limit, alone, wrong_place, besides),
                      session.test_context())  # fmt: skip
 
     def _fleet(self) -> FleetResult:

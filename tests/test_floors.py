@@ -146,20 +146,23 @@ def test_floors_bad_input_is_one_line_naming_it(
 
 
 K = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-K"
+M = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-workload-floors"
 LAB2 = Path(__file__).parent.parent / "validation" / "profiles-lab2" / "h200-2gpu-lab.yaml"
 
 
 def test_the_2gpu_lab_overlay_is_what_its_three_runs_give(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Floors, latency ceilings and the overlay's form (another GPU count than its parent:
-    gpu.count set, the parent's other sections removed) from the tool, as committed."""
+    """Floors, latency ceilings, per-layout workload floors (run M) and the overlay's form
+    (another GPU count than its parent: gpu.count set, the parent's other sections removed)
+    from the tool, as committed."""
     argv = [
         *(str(K / f"healthy{i}" / "report.json") for i in (1, 2, 3)),
+        *(str(M / f"healthy{i}.report.json") for i in (1, 2, 3)),
         "--name", "h200-2gpu-lab", "--extends", "hgx-h200-4gpu",
         "--host-label", "nvidia-h200-x2 (2×H200 NVSwitch VM)",
         "--section", "intra_node", "--section", "network_only", "--section", "nvlink_only",
-        "--section-margins", "network_only:0=0.5",
+        "--section", "workload", "--section-margins", "network_only:0=0.5",
         "--section-margins", "nvlink_only:256MiB=0.9,0=0.5",
     ]  # fmt: skip
     assert main(argv) == 0
@@ -168,12 +171,14 @@ def test_the_2gpu_lab_overlay_is_what_its_three_runs_give(
     assert "gpu: {count: 2}\n" in body
     assert "  inter_node: null  # hgx-h200-4gpu's are for 4 GPUs\n" in body
     assert "    all_reduce: {8B: 28, 1KiB: 30, 64KiB: 27}\n" in body  # 1.5 × the slowest run
+    # TP all_reduce 16 MiB: the slowest group of the lowest of 3 runs (219.3) × 0.8
+    assert "      tp: {all_reduce: {16MiB: 175, 256MiB: 272}," in body
 
 
 def test_section_margins_must_name_a_section(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([str(K / "healthy1" / "report.json"), "--name", "x", "--section-margins", "nope:0=1"])
-    assert "'nope' is not one of intra_node, inter_node, network_only, nvlink_only" in (
+    assert "'nope' is not one of intra_node, inter_node, network_only, nvlink_only, workload" in (
         capsys.readouterr().err
     )
 
@@ -186,3 +191,42 @@ def test_latency_tests_never_become_floors() -> None:
         if "test_latency" in test["nodeid"]:
             test["outcome"] = "passed"
     assert {nbytes for _, nbytes in collect([report])} == {1 << 20, 16 << 20, 256 << 20, 1 << 30}
+
+
+def test_workload_floors_per_layout_from_the_slowest_group(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--section workload: per layout, group kind, collective and size, the margin policy
+    applied to the slowest group of the lowest run; the K runs given too add nothing to it
+    (they have no workload test) and the workload run adds no bandwidth floor."""
+    argv = [*(str(K / f"healthy{i}" / "report.json") for i in (1, 2, 3)),
+            str(M / "healthy2.report.json"), str(M / "healthy3.report.json"), "--name",
+            "h200-2gpu-lab", "--extends", "hgx-h200-4gpu", "--section", "intra_node",
+            "--section", "workload"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "  intra_node:\n    source: \"measured on vm (2×NVIDIA H200" in text
+    assert ": 3 runs, median of 3 timed loops" in text  # the K runs only
+    assert "suites/test_workload.py: 2 runs, each group while every group of its kind" in text
+    (tmp_path / "h200-2gpu-lab.yaml").write_text(text)
+    profile = load_catalogue([tmp_path]).profiles["h200-2gpu-lab"]
+    assert profile.workload is not None
+    measured = [
+        next(t["properties"]["group0_busbw_gbps"]
+             for t in json.loads((M / f"healthy{i}.report.json").read_text())["tests"]
+             if t["nodeid"].endswith("[tp2pp1dp1-tp-all_reduce-256MiB]"))
+        for i in (2, 3)
+    ]  # fmt: skip
+    floor = profile.workload.floor_for((2, 1, 1), "tp", Collective.ALL_REDUCE, 256 << 20)
+    assert floor is not None
+    assert floor.busbw_gbps == round_down(0.9 * min(measured))
+    pp = profile.workload.floor_for((1, 2, 1), "pp", Collective.SENDRECV, 64 << 20)
+    assert pp is not None  # measured, not judged (no whole-world floor at 64 MiB): still a floor
+
+
+def test_workload_floors_need_workload_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([str(K / "healthy1" / "report.json"), "--name", "x", "--section", "workload"])
+    assert capsys.readouterr().err.strip().endswith(
+        "error: no workload test (suites/test_workload.py) in these reports"
+    )

@@ -198,7 +198,7 @@ def test_only_ranks_with_the_runs_token_are_heard(pool: LocalPool) -> None:
     assert [r.mismatches for r in results] == [0, 0]
     refused = "\n".join(pool.server.refused)
     assert "first message is not a Join with this run's token" in refused
-    assert "gpufabric-rank/99, this side speaks gpufabric-rank/4" in refused
+    assert "gpufabric-rank/99, this side speaks gpufabric-rank/5" in refused
     assert "not JSON" in refused
     for sock in strangers:
         assert sock.recv(1) == b""  # closed by the controller

@@ -64,7 +64,8 @@ CORPUS = {
     "yaml-syntax.yaml": ["yaml-syntax.yaml:4: mapping values are not allowed here"],
     "not-a-mapping.yaml": ["not-a-mapping.yaml:1: a profile must be a YAML mapping, got a list"],
     "unknown-key.yaml": [
-        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, extends, gpu, host, latency, name, nccl)"
+        "unknown-key.yaml:5: gpus: unknown key (allowed: bandwidth, description, extends, gpu, host, latency, name, nccl, "
+        "workload)"
     ],
     "missing-gpu.yaml": ["missing-gpu.yaml:1: gpu: missing"],
     "name-mismatch.yaml": [
@@ -115,6 +116,17 @@ CORPUS = {
         "bad-warn-band.yaml:4: bandwidth.warn_band: must be a number >= 0, got -5"
     ],
     "bad-nvls.yaml": ["bad-nvls.yaml:6: nccl.intra_node.nvls: must be true or false, got 'maybe'"],
+    "workload-bad-layout.yaml": [
+        "workload-bad-layout.yaml:6: workload.layouts.2x2: '2x2' is not a layout: give TPxPPxDP, "
+        "e.g. 2x4x1",
+        "workload-bad-layout.yaml:10: workload.layouts.1x1x4.ep: unknown key (allowed: dp, pp, tp)",
+        "workload-bad-layout.yaml:9: workload.layouts.1x1x4.tp: this layout has no tp group (tp "
+        "size 1)",
+    ],
+    "workload-bad-floor.yaml": [
+        "workload-bad-floor.yaml:7: workload.layouts.2x1x2.dp.reduce_scatter.16MiB: busbw floor "
+        "must be a number > 0 (GB/s), got 0"
+    ],
 }
 
 
@@ -165,3 +177,56 @@ def test_missing_overlay_path(tmp_path: Path) -> None:
     with pytest.raises(ProfileError) as info:
         load_catalogue([tmp_path / "nope.yaml"])
     assert info.value.problems == [f"{tmp_path}/nope.yaml: no such file or directory"]
+
+
+WORKLOAD = """name: site-node
+extends: hgx-h200-4gpu
+workload:
+  source: measured on site-node
+  margin: floor = 80% of the lowest run
+  layouts:
+    2x1x2:
+      tp: {all_reduce: {16MiB: 150, 256MiB: 260}}
+      dp: {reduce_scatter: {256MiB: 120}}
+    1 × 4 × 1:
+      pp: {sendrecv: {64MiB: 90}}
+"""
+
+
+def test_workload_floors_per_layout_and_group_kind(tmp_path: Path) -> None:
+    (tmp_path / "site-node.yaml").write_text(WORKLOAD)
+    profile = load_catalogue([tmp_path]).profiles["site-node"]
+    section = profile.workload
+    assert section is not None
+    assert section.nodes == 1
+    floor = section.floor_for((2, 1, 2), "tp", Collective.ALL_REDUCE, 256 << 20)
+    assert floor is not None
+    assert (floor.busbw_gbps, floor.line, floor.source, floor.margin) == (
+        260.0, 8, "measured on site-node", "floor = 80% of the lowest run",
+    )  # fmt: skip
+    assert section.floor_for((2, 1, 2), "dp", Collective.REDUCE_SCATTER, 256 << 20) is not None
+    assert section.floor_for((1, 4, 1), "pp", Collective.SENDRECV, 64 << 20) is not None
+    assert section.floor_for((2, 1, 2), "tp", Collective.ALL_GATHER, 256 << 20) is None
+    assert section.floor_for((1, 1, 4), "dp", Collective.REDUCE_SCATTER, 256 << 20) is None
+
+
+def test_a_workload_section_replaces_the_parents_and_null_removes_it(tmp_path: Path) -> None:
+    (tmp_path / "site-node.yaml").write_text(WORKLOAD)
+    (tmp_path / "site-child.yaml").write_text(
+        "name: site-child\nextends: site-node\nworkload:\n  source: child\n  nodes: 2\n"
+        "  layouts:\n    1x1x4: {dp: {all_gather: {16MiB: 10}}}\n"
+    )  # fmt: skip
+    (tmp_path / "site-plain.yaml").write_text("name: site-plain\nextends: site-node\n")
+    (tmp_path / "site-none.yaml").write_text(
+        "name: site-none\nextends: site-node\nworkload: null\n"
+    )
+    profiles = load_catalogue([tmp_path]).profiles
+    child = profiles["site-child"].workload
+    assert child is not None
+    assert child.nodes == 2
+    assert list(child.floors) == [((1, 1, 4), "dp")]
+    inherited, parent = profiles["site-plain"].workload, profiles["site-node"].workload
+    assert inherited is not None
+    assert parent is not None
+    assert inherited.floors == parent.floors
+    assert profiles["site-none"].workload is None

@@ -87,3 +87,10 @@ def test_schema_ships_inside_the_package_data() -> None:
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert '"pytest_gpufabric.thresholds" = ["*.yaml", "*.json"]' in pyproject
     assert schema_path().parent == shipped_profile_dir()
+
+
+def test_schema_workload_keys_are_the_loaders(schema: dict[str, Any]) -> None:
+    workload = schema["properties"]["workload"]
+    assert set(workload["properties"]) == set(profiles.WORKLOAD_KEYS)
+    kinds = workload["properties"]["layouts"]["additionalProperties"]["properties"]
+    assert set(kinds) == set(profiles.GROUP_KINDS)

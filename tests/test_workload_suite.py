@@ -1,6 +1,6 @@
 """suites/test_workload.py with 4 real gloo ranks: a TP 2 × DP 2 layout and a PP 2 × DP 2
-layout, every group of a kind at once, judged against the fair share of the whole-world
-floors; a floor no CPU reaches names each group, its link, and how it did alone; a layout
+layout, every group of a kind at once (DP groups while the TP groups all_reduce), judged
+against the profile's floors for the layout or the fair share of the whole-world floors; a floor no CPU reaches names each group, its link, and how it did alone; a layout
 that does not fit is one line naming the value."""
 
 from __future__ import annotations
@@ -67,6 +67,38 @@ def test_a_group_below_its_floor_is_named_with_its_link_and_measured_alone(
     ])  # fmt: skip
 
 
+def test_per_layout_floors_of_the_profile_judge_their_groups(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """Section workload: a group with a floor for its layout is judged against it (named
+    with its file and line), one without is judged against its fair share; a DP group runs
+    while the TP groups all_reduce, and says so."""
+    report = tmp_path / "r.json"
+    result = pytester.runpytest(
+        str(SUITE), "-p", "no:cacheprovider", *PROFILES,
+        "--gpufabric-instance=cpu-gloo-4rank-layout", "--gpufabric-layout=2x1x2",
+        f"--gpufabric-json={report}", "--gpufabric-allow-uncertified",
+    )  # fmt: skip
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([
+        "all_gather 64KiB, 2 tensor-parallel groups at once: 2 of 2 groups below 1000 GB/s busbw",
+        "  expected: 1000 GB/s per tp group of layout 2x1x2 from *cpu-gloo-4rank-layout.yaml:10 "
+        "(profile cpu-gloo-4rank-layout)",
+        "  source: test profile; a TP all_gather floor no CPU reaches",
+        "  margin policy: none (test)",
+    ])  # fmt: skip
+    tests = {t["nodeid"].split("[")[1][:-1]: t["properties"]
+             for t in json.loads(report.read_text())["tests"]}  # fmt: skip
+    rs = tests["tp2pp1dp2-dp-reduce_scatter-64KiB"]
+    assert rs["threshold_from"].startswith("2e-06 GB/s per dp group of layout 2x1x2 from ")
+    assert tests["tp2pp1dp2-dp-all_gather-64KiB"]["threshold_from"].startswith("fair share")
+    assert (rs["beside_collective"], rs["beside0_ranks"], rs["beside1_ranks"]) == (
+        "all_reduce", "0,1", "2,3",
+    )  # fmt: skip
+    assert rs["beside0_busbw_gbps"] > 0
+    assert not any(k.startswith("beside") for k in tests["tp2pp1dp2-tp-all_reduce-64KiB"])
+
+
 def test_a_layout_that_does_not_fit_is_one_line(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
         str(SUITE), "-p", "no:cacheprovider", *PROFILES, "--gpufabric-instance=cpu-gloo-4rank",
@@ -103,29 +135,50 @@ def test_a_recorded_workload_run_replays_to_the_same_verdicts(
     assert outcomes(again_json) == outcomes(live_json)
 
 
-@pytest.mark.parametrize(("run", "failed"), [("healthy", 0), ("p2p-off", 9)])
+RUN_M = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-workload-floors"
+
+
+@pytest.mark.parametrize(
+    ("run", "outcomes"),
+    [("judged", {"passed": 10}), ("p2p-off", {"failed": 10}), ("nodes2", {"skipped": 10})],
+)
 def test_the_2xh200_workload_runs_replay_to_their_verdicts(
-    pytester: pytest.Pytester, tmp_path: Path, run: str, failed: int
+    pytester: pytest.Pytester, tmp_path: Path, run: str, outcomes: dict[str, int]
 ) -> None:
-    """tests/data/runs/2026-11-30-h200x2-workload: the layouts of 2 GPUs, and with P2P off
-    every group over SHM, named as such."""
-    runs = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-workload"
+    """Run M (validation/workload.sh): the layouts of 2 GPUs judged by the per-layout floors
+    derived from three healthy runs; with P2P off every group over SHM, named as such; over
+    2 emulated nodes every group on the network, the TP group said to cross nodes (not
+    judged: the lab profile has no floors for 2 nodes)."""
     again = tmp_path / "again.json"
     result = pytester.runpytest(
-        str(SUITE), "-p", "no:cacheprovider", f"--gpufabric-replay={runs / run}",
+        str(SUITE), "-p", "no:cacheprovider", f"--gpufabric-replay={RUN_M / run}",
         f"--gpufabric-thresholds={REPO / 'validation' / 'profiles-lab2'}",
         "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-json={again}",
+        "--gpufabric-layout=2x1x1,1x2x1,1x1x2", "-rs",
     )  # fmt: skip
-    result.assert_outcomes(passed=9 - failed, failed=failed, skipped=1)
-    live = json.loads((runs / f"{run}.report.json").read_text())["tests"]
+    result.assert_outcomes(**outcomes)
+    live = json.loads((RUN_M / run / "report.json").read_text())["tests"]
     replayed = json.loads(again.read_text())["tests"]
-    assert [t["outcome"] for t in replayed] == [t["outcome"] for t in live]
-    if failed:
+    assert [(t["outcome"], t["properties"].get("group0_busbw_gbps")) for t in replayed] == [
+        (t["outcome"], t["properties"].get("group0_busbw_gbps")) for t in live
+    ]
+    if run == "p2p-off":
         result.stdout.fnmatch_lines([
-            "all_reduce 16MiB, 1 tensor-parallel group at once: 1 of 1 groups below 179 GB/s busbw",
-            "  tensor-parallel group of ranks 0, 1 (on vm) over SHM/direct/direct: 28.5 GB/s *",
+            "all_reduce 16MiB, 1 tensor-parallel group at once: 1 of 1 groups below 175 GB/s busbw",
+            "  tensor-parallel group of ranks 0, 1 (on vm) over SHM/direct/direct: 28.1 GB/s *",
             "    it ran alone (the only group of its kind): the group itself is slow",
+            "  expected: 175 GB/s per tp group of layout 2x1x1 from *h200-2gpu-lab.yaml:* "
+            "(profile h200-2gpu-lab)",
         ])  # fmt: skip
+    if run == "nodes2":
+        result.stdout.fnmatch_lines([
+            "SKIPPED * all_reduce 16MiB, 1 tensor-parallel group at once: slowest group 3.56 GB/s "
+            "busbw; no floor to judge it (*) (layout: tp group of ranks 0, 1 on gpufabric-node0, "
+            "gpufabric-node1: tensor-parallel traffic crosses nodes)",
+        ])  # fmt: skip
+        links = {t["properties"]["group0_link"] for t in replayed}
+        assert links <= {"the network (NET/Socket/0)",
+                         "the network (NET/Socket/0, NET/Socket/0/Shared)"}  # fmt: skip
 
 
 def test_a_tp_group_across_nodes_is_said_to_be_the_layouts_doing(

@@ -79,6 +79,15 @@ class RecordedDevice:
 GroupJob = tuple[str, int, tuple[tuple[int, ...], ...]]  # collective, bytes, groups
 
 
+@dataclass(frozen=True)
+class GroupRecord:
+    """One recorded job on a layout's groups: each group's time per call in ms and wrong
+    elements; ``beside``: each group's time of the traffic beside it (wire.Beside)."""
+
+    groups: dict[tuple[int, ...], tuple[float, int]]
+    beside: dict[tuple[int, ...], float] = field(default_factory=dict)
+
+
 @dataclass
 class RecordedRun:
     directory: Path
@@ -91,12 +100,10 @@ class RecordedRun:
     host_before: HostFacts | None = None  # a live run's snapshot before its collectives
     nodes: list[Node] = field(default_factory=list)  # node probes a live run kept
     ignored: list[tuple[Path, str]] = field(default_factory=list)
-    # jobs on a layout's groups (suites/test_workload.py): (collective, bytes, groups) ->
-    # each group's (time per call in ms, wrong elements); a group measured alone is a job
-    # of one group
-    group_jobs: dict[GroupJob, dict[tuple[int, ...], tuple[float, int]]] = field(
-        default_factory=dict
-    )
+    # jobs on a layout's groups (suites/test_workload.py), in the report's order: one key
+    # can be several tests' (on 2 GPUs a TP and a DP group are the same ranks); a group
+    # measured alone is a job of one group
+    group_jobs: dict[GroupJob, list[GroupRecord]] = field(default_factory=dict)
     _logs: dict[str, NcclLog] = field(default_factory=dict)
 
     def run_of(self, path: Path) -> str:
@@ -371,9 +378,17 @@ def _group_jobs(run: RecordedRun, props: dict[str, Any]) -> None:
         groups[ranks] = (float(str(time_ms)), wrong)
         alone = props.get(f"alone_{'_'.join(map(str, ranks))}_time_ms")
         if alone is not None:
-            run.group_jobs[(collective, nbytes, (ranks,))] = {ranks: (float(str(alone)), 0)}
+            record = GroupRecord({ranks: (float(str(alone)), 0)})
+            run.group_jobs.setdefault((collective, nbytes, (ranks,)), []).append(record)
         number += 1
-    run.group_jobs[(collective, nbytes, tuple(groups))] = groups
+    beside: dict[tuple[int, ...], float] = {}
+    number = 0
+    while f"beside{number}_ranks" in props and f"beside{number}_time_ms" in props:
+        ranks = tuple(int(r) for r in str(props[f"beside{number}_ranks"]).split(","))
+        beside[ranks] = float(str(props[f"beside{number}_time_ms"]))
+        number += 1
+    key = (collective, nbytes, tuple(groups))
+    run.group_jobs.setdefault(key, []).append(GroupRecord(groups, beside))
 
 
 def _nccl_tests_json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROTOCOL = "gpufabric-rank"
-VERSION = 4  # 2: jobs name their timing method and repeats; results give each repeat;
+VERSION = 5  # 2: jobs name their timing method and repeats; results give each repeat;
 # 3: a rank says when it begins a job (Begun), so a hang names the ranks that never arrived;
-# 4: a job may run on groups of ranks at once (a parallel layout's TP, DP or pipeline groups)
+# 4: a job may run on groups of ranks at once (a parallel layout's TP, DP or pipeline groups);
+# 5: and other groups' traffic beside it (a layout's DP groups while its TP groups run)
 
 
 class ProtocolError(ValueError):
@@ -82,6 +83,18 @@ class JobResult:
     note: str = ""  # why the method differs from the one asked for
     warmup: int = 0  # warm-up calls made, and calls per timed loop (0: as the job asked;
     iters: int = 0  # a slow call gets shorter loops, rank/ops.py LOOP_BUDGET_S)
+    beside_times_ms: tuple[float, ...] = ()  # per repeat: the traffic beside it (Job.beside)
+
+
+@dataclass(frozen=True)
+class Beside:
+    """Traffic a job runs at the same time as its own, timed on its own: every rank of
+    ``groups`` runs ``collective`` of ``nbytes`` on its group (a layout's TP groups while
+    its DP groups reduce_scatter, as a training step's backward pass has them)."""
+
+    collective: str
+    nbytes: int
+    groups: tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class Job(Message):
     # stage-to-stage send/recv both ways
     groups: tuple[tuple[int, ...], ...] = ()
     chain: bool = False
+    beside: Beside | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,8 @@ from ..report.schema import report_problem, run_facts
 from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, KINDS, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
 from .catalogue import load_catalogue
+from .keys import GROUP_KINDS
+from .workload import SECTION as WORKLOAD
 
 # (smallest size, fraction of the lowest run): first match from the top wins.
 DEFAULT_MARGINS: tuple[tuple[int, float], ...] = ((256 << 20, 0.90), (16 << 20, 0.80), (0, 0.50))
@@ -114,7 +117,7 @@ def _section_lines(
     margins: Sequence[tuple[int, float]],
 ) -> tuple[list[str], dict[str, Any]]:
     pool = KINDS[section].pool
-    chosen = reports_for(reports, section)
+    chosen = [r for r in reports_for(reports, section) if collect([r], pool)]  # the runs it has
     floors = derive(collect(chosen, pool), margins)
     if not floors:
         raise ValueError(f"no bandwidth measurement of the {section} run in these reports")
@@ -180,10 +183,10 @@ LATENCY_FACTOR = 1.5
 
 def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> list[str]:
     """The ``latency`` section from the latency tests of one-node runs; [] without any."""
-    chosen = reports_for(reports, INTRA_NODE)
     samples: dict[tuple[Collective, int], list[float]] = {}
     props: dict[str, Any] = {}
-    for report in chosen:
+    chosen: list[dict[str, Any]] = []  # the runs that have latency tests
+    for report in reports_for(reports, INTRA_NODE):
         for test in report.get("tests", []):
             found = test.get("properties", {})
             measured = properties.read(found)
@@ -192,6 +195,8 @@ def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> 
                 continue
             samples.setdefault((measured.collective, measured.nbytes), []).append(float(time_us))
             props = props or dict(found)
+            if not chosen or chosen[-1] is not report:
+                chosen.append(report)
     if not samples:
         return []
     run = run_facts(chosen[0])
@@ -211,6 +216,77 @@ def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> 
     return lines
 
 
+_LAYOUT_NAME = re.compile(r"^tp(\d+)×pp(\d+)×dp(\d+)$")  # workload/layout.py Layout.name
+WorkloadSamples = dict[tuple[str, str, Collective, int], list[float]]
+
+
+def collect_workload(reports: Iterable[Mapping[str, Any]]) -> WorkloadSamples:
+    """Each workload test's slowest group (suites/test_workload.py: every group of its kind
+    at once), by (layout as TPxPPxDP, group kind, collective, bytes)."""
+    samples: WorkloadSamples = {}
+    for report in reports:
+        for test in report.get("tests", []):
+            found = test.get("properties", {})
+            shape = _LAYOUT_NAME.match(str(found.get("layout", "")))
+            if shape is None or found.get("group_kind") not in GROUP_KINDS:
+                continue
+            if test.get("outcome") == "error":  # measured but not judged (no floor) counts
+                continue
+            groups = [found[f"group{n}_busbw_gbps"] for n in range(int(found.get("groups", 0)))
+                      if f"group{n}_busbw_gbps" in found]  # fmt: skip
+            if not groups:
+                continue
+            collective = Collective(found["workload_collective"])
+            key = ("x".join(shape.groups()), str(found["group_kind"]), collective,
+                   int(found["workload_bytes"]))  # fmt: skip
+            samples.setdefault(key, []).append(min(float(g) for g in groups))
+    return samples
+
+
+def workload_lines(
+    reports: Sequence[dict[str, Any]], host_label: str | None, margins: Sequence[tuple[int, float]]
+) -> list[str]:
+    """The ``workload`` section: per layout, group kind, collective and size, a fraction of
+    the lowest run's slowest group; for runs over one number of nodes."""
+    reports = [r for r in reports if collect_workload([r])]  # the runs that have it
+    counts = {int(run_facts(r).get("nnodes", 1)) for r in reports}
+    if len(counts) > 1:
+        raise ValueError(f"the reports ran over different numbers of nodes ({sorted(counts)}): "
+                         "workload floors hold for one")  # fmt: skip
+    samples = collect_workload(reports)
+    if not samples:  # also what an empty list of reports gives
+        raise ValueError("no workload test (suites/test_workload.py) in these reports")
+    run = run_facts(reports[0])
+    env = next((e for r in reports if (e := run_facts(r).get("nccl_env"))), None)
+    props = next(t["properties"] for r in reports for t in r.get("tests", [])
+                 if "group_kind" in t.get("properties", {}))  # fmt: skip
+    date = reports[0].get("started", time.strftime("%Y-%m-%d"))[:10]
+    source = (
+        f"{_measured_on(run, host_label)}, {env or 'NCCL environment not recorded'}) on {date} "
+        f"with pytest-gpufabric suites/test_workload.py: {len(reports)} runs, each group while "
+        f"every group of its kind runs, the slowest group, {_method(props)}"
+    )
+    lines = [f"{WORKLOAD}:", f"  source: {json.dumps(source, ensure_ascii=False)}",
+             f"  margin: {json.dumps(margin_text(margins))}"]  # fmt: skip
+    if counts != {1}:
+        lines.append(f"  nodes: {counts.pop()}")
+    lines.append("  layouts:")
+    for layout in sorted({k[0] for k in samples}, key=lambda t: tuple(map(int, t.split("x")))):
+        lines.append(f"    {layout}:")
+        for kind in GROUP_KINDS:
+            mine = {(c, n): v for (at, k, c, n), v in samples.items() if (at, k) == (layout, kind)}
+            if not mine:
+                continue
+            cells, floors = [], derive(mine, margins)
+            for collective in ALL_COLLECTIVES:
+                sizes = [f"{format_size(n)}: {_number(v)}"
+                         for (c, n), v in floors.items() if c is collective]  # fmt: skip
+                if sizes:
+                    cells.append(f"{collective.value}: {{{', '.join(sizes)}}}")
+            lines.append(f"      {kind}: {{{', '.join(cells)}}}")
+    return lines
+
+
 def render(
     reports: Sequence[dict[str, Any]],
     *,
@@ -223,12 +299,15 @@ def render(
     section_margins: Mapping[str, Sequence[tuple[int, float]]] | None = None,
 ) -> str:
     """A profile file for the node the reports were measured on, with the floors of the
-    given bandwidth sections. With ``extends`` it is an overlay: only ``name``, ``extends``
-    and the floors (an overlay named after its parent replaces that shipped profile)."""
+    given sections (bandwidth.<kind>, and ``workload``). With ``extends`` it is an overlay:
+    only ``name``, ``extends`` and the floors (an overlay named after its parent replaces
+    that shipped profile)."""
     own = section_margins or {}
     bodies = [_section_lines(reports, section, host_label, own.get(section, margins))
-              for section in sections]  # fmt: skip
-    props = bodies[0][1]
+              for section in sections if section != WORKLOAD]  # fmt: skip
+    workload = (workload_lines(reports, host_label, own.get(WORKLOAD, margins))
+                if WORKLOAD in sections else [])  # fmt: skip
+    props = bodies[0][1] if bodies else {}
     run = run_facts(reports[0])
     lines = [f"name: {name}"]
     if extends:
@@ -243,11 +322,15 @@ def render(
             f"  count: {run['gpu_count']}",
         ]
     parent = load_catalogue().get(extends) if extends else None
+    dropped: list[str] = []
     if parent is not None and int(run.get("gpu_count", 0)) != parent.gpu_count:
         # Measured on another GPU count than the parent's: the parent's other floors do not
         # hold here, so they are removed rather than inherited.
         lines.append(f"gpu: {{count: {run['gpu_count']}}}")
-    lines.append("bandwidth:")
+        dropped = [f"  {kind}: null  # {parent.name}'s are for {parent.gpu_count} GPUs"
+                   for kind in parent.runs if kind not in sections]  # fmt: skip
+    if bodies or dropped or not extends:
+        lines.append("bandwidth:")
     if not extends:
         lines += [
             f"  dtype: {props.get('dtype', 'bfloat16')}",
@@ -258,10 +341,9 @@ def render(
             lines.append(f"  repeats: {props['repeats']}")
     for body, _ in bodies:
         lines += body
-    if parent is not None and int(run.get("gpu_count", 0)) != parent.gpu_count:
-        lines += [f"  {kind}: null  # {parent.name}'s are for {parent.gpu_count} GPUs"
-                  for kind in parent.runs if kind not in sections]  # fmt: skip
-    lines += latency_lines(reports, host_label)
+    lines += dropped
+    lines += latency_lines(reports, host_label) if bodies or not extends else []
+    lines += workload
     return "\n".join(lines) + "\n"
 
 
@@ -344,11 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--section",
-        choices=RUN_KINDS,
+        choices=(*RUN_KINDS, WORKLOAD),
         action="append",
-        help="bandwidth section(s) to derive, repeatable: intra_node (one-node main runs), "
-        "inter_node (main runs over several NCCL nodes), network_only and nvlink_only (those "
-        "isolation runs). Default: intra_node",
+        help="section(s) to derive, repeatable: intra_node (one-node main runs), inter_node "
+        "(main runs over several NCCL nodes), network_only and nvlink_only (those isolation "
+        "runs), workload (suites/test_workload.py's groups per layout). Default: intra_node",
     )
     parser.add_argument(
         "--extends",
@@ -367,9 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         section_margins = {}
         for item in args.section_margins:
             section, _, spec = item.partition(":")
-            if section not in RUN_KINDS:
+            if section not in (*RUN_KINDS, WORKLOAD):
                 raise ValueError(f"--section-margins {item}: {section!r} is not one of "
-                                 f"{', '.join(RUN_KINDS)}")  # fmt: skip
+                                 f"{', '.join((*RUN_KINDS, WORKLOAD))}")  # fmt: skip
             section_margins[section] = parse_margins(spec)
         reports = [read_report(path) for path in args.reports]
         text = render(

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from ..runs import INTER_NODE, INTRA_NODE, NETWORK_ONLY, NVLINK_ONLY, RUN_KINDS, SPLIT
 
-TOP_KEYS = ("name", "description", "extends", "gpu", "bandwidth", "latency", "nccl", "host")
+TOP_KEYS = (
+    "name", "description", "extends", "gpu", "bandwidth", "latency", "workload", "nccl", "host",
+)  # fmt: skip
 GPU_KEYS = ("model", "count", "memory_gib")
 BANDWIDTH_KEYS = (
     "dtype", "warmup", "iters", "repeats", "timing", "ranks", "warn_band", *RUN_KINDS, SPLIT,
 )  # fmt: skip
 LATENCY_KEYS = ("source", "margin", "ceilings")
+WORKLOAD_KEYS = ("source", "margin", "nodes", "layouts")
+GROUP_KINDS = ("tp", "pp", "dp")  # a layout's tensor-parallel, pipeline, data-parallel groups
 RUN_KEYS: dict[str, tuple[str, ...]] = {
     INTRA_NODE: ("source", "margin", "warn_band", "floors"),
     INTER_NODE: ("source", "margin", "warn_band", "nodes", "floors"),

@@ -182,6 +182,28 @@ class Ceiling:
         return f"{self.file}:{self.line}"
 
 
+Shape = tuple[int, int, int]  # a parallel layout: tp, pp, dp (workload/layout.py)
+
+
+@dataclass(frozen=True)
+class WorkloadFloors:
+    """Section ``workload``: busbw floors per parallel layout, group kind ("tp", "pp",
+    "dp"), collective and size, for each group while every group of its kind runs
+    (suites/test_workload.py), on runs over ``nodes`` nodes."""
+
+    floors: Mapping[tuple[Shape, str], tuple[Floor, ...]]
+    nodes: int = 1
+    line: int = 0  # of the section
+
+    def floor_for(
+        self, shape: Shape, kind: str, collective: Collective, nbytes: int
+    ) -> Floor | None:
+        for floor in self.floors.get((shape, kind), ()):
+            if floor.collective is collective and floor.nbytes == nbytes:
+                return floor
+        return None
+
+
 DEFAULT_WARN_BAND_PCT = 5.0
 # How collectives are timed when a profile does not say (bandwidth.warmup, iters, repeats,
 # timing), and for a run without a profile.
@@ -212,6 +234,7 @@ class Profile:
     timing: str = DEFAULT_TIMING  # TIMINGS
     latency: tuple[Ceiling, ...] = ()  # section latency; empty: measured, not judged
     implied: bool = False  # no profile fits the node: expectations from its hardware (implied.py)
+    workload: WorkloadFloors | None = None  # section workload; None: groups get a fair share
 
     @property
     def backend(self) -> str:

@@ -41,6 +41,7 @@ from .model import (
     SplitLimit,
 )
 from .tables import cells
+from .workload import parse_workload
 from .yamlfile import LineMap, YamlError, load_yaml
 
 
@@ -63,6 +64,7 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
     dtype, warmup, iters, ranks_set, warn_band = settings
     repeats, timing = _parse_timing(check, bandwidth, base)
     latency = parse_latency(check, data, base.latency if base else ())
+    workload = parse_workload(check, data, base.workload if base else None)
     runs = dict(base.runs) if base else {}
     split = base.split if base else None
     if bandwidth is not None:
@@ -95,7 +97,7 @@ def parse_profile(data: Any, path: Path, base: Profile | None = None) -> Profile
         MappingProxyType(runs), nccl, host, memory, warn_band,
         extends=((base.name, *base.extends) if base else ()),
         files=(path, *(base.files if base else ())), split=split,
-        repeats=repeats, timing=timing, latency=latency,
+        repeats=repeats, timing=timing, latency=latency, workload=workload,
     )  # fmt: skip
 
 

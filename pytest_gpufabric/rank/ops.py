@@ -8,6 +8,7 @@ needs only a slice's worth of extra memory (an 8 GiB all_reduce on a 40 GB A100 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,6 +248,127 @@ def _budget(
     return max(min(warmup, fit) - 2, 0), max(min(iters, fit), 1)
 
 
+def time_beside(
+    fn: Callable[[], None],
+    side: Callable[[], None],
+    timing: Timing,
+    cuda: bool,
+    device: torch.device,
+) -> tuple[Timed, list[float]]:
+    """The job's calls and the traffic beside them at the same time, each timed on its own:
+    per repeat a loop of ``iters`` calls and one of as many side calls as last as long
+    alone (each timed alone first, the slowest rank's times agreed over the world, so every
+    rank makes the same calls), both loops started together. On GPUs each loop has its
+    own stream, the calls issued interleaved in one order every rank shares; on CPU each
+    loop has its own thread (gloo blocks in every call). (Timed, side's time per call per
+    repeat.)"""
+    repeats = max(timing.repeats, 1)
+    alone = [_probe(fn, cuda), _probe(side, cuda)]
+    slowest = torch.tensor(alone, dtype=torch.float32, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    t_fn, t_side = (max(float(t), 1e-9) for t in slowest.tolist())
+    fit = max(1, int(LOOP_BUDGET_S / t_fn))
+    iters = max(min(timing.iters, fit), 1)
+    side_iters = max(1, round(iters * t_fn / t_side))
+    warmup = max(min(timing.warmup, fit) - 2, 0)
+    for call in (fn, side):
+        for _ in range(warmup):
+            call()
+    together = _together_cuda if cuda else _together_host
+    times, side_times = together(fn, side, iters, side_iters, repeats)
+    note = f"{side_iters} calls of the traffic beside it per loop, timed on their own"
+    return Timed(times, LOOP if cuda else HOST, note, warmup + 2, iters), side_times
+
+
+def _probe(fn: Callable[[], None], cuda: bool) -> float:
+    """Seconds of one call, the second of two (the first may connect)."""
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _interleaved(iters: int, side_iters: int) -> list[bool]:
+    """The issue order of both loops' calls, spread evenly (True: the job's call)."""
+    order, made, side_made = [], 0, 0
+    while made < iters or side_made < side_iters:
+        mine = side_made >= side_iters or (made < iters and made * side_iters <= side_made * iters)
+        order.append(mine)
+        made, side_made = made + mine, side_made + (not mine)
+    return order
+
+
+def _together_cuda(
+    fn: Callable[[], None], side: Callable[[], None], iters: int, side_iters: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    streams = torch.cuda.Stream(), torch.cuda.Stream()  # type: ignore[no-untyped-call]
+    for stream in streams:
+        stream.wait_stream(torch.cuda.current_stream())
+    mine, theirs = streams
+    order = _interleaved(iters, side_iters)
+    marks = []
+    for _ in range(repeats):
+        mine.wait_stream(theirs)  # each repeat starts both loops together
+        theirs.wait_stream(mine)
+        pair = _events(), _events()
+        for stream, (start, _) in zip(streams, pair, strict=True):
+            start.record(stream)
+        for ours in order:
+            with torch.cuda.stream(mine if ours else theirs):
+                (fn if ours else side)()
+        for stream, (_, end) in zip(streams, pair, strict=True):
+            end.record(stream)
+        marks.append(pair)
+    torch.cuda.synchronize()
+    return ([a.elapsed_time(b) / iters for (a, b), _ in marks],
+            [a.elapsed_time(b) / side_iters for _, (a, b) in marks])  # fmt: skip
+
+
+def _together_host(
+    fn: Callable[[], None], side: Callable[[], None], iters: int, side_iters: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    start = threading.Barrier(2)
+    side_times: list[float] = []
+    errors: list[BaseException] = []
+
+    def beside() -> None:
+        try:
+            for _ in range(repeats):
+                start.wait()
+                side_times.append(_host_loop(side, side_iters))
+        except BaseException as exc:  # re-raised by the job's thread, which reports it
+            errors.append(exc)
+            start.abort()
+
+    thread = threading.Thread(target=beside, name="gpufabric-beside", daemon=True)
+    thread.start()
+    times = []
+    try:
+        for _ in range(repeats):
+            start.wait()
+            times.append(_host_loop(fn, iters))
+    except threading.BrokenBarrierError:
+        pass  # the side's thread failed: its error is raised below
+    except BaseException:
+        start.abort()
+        raise  # not joined: a daemon, it may wait in a call whose peer is gone
+    thread.join()
+    if errors:
+        raise errors[0]
+    return times, side_times
+
+
+def _host_loop(fn: Callable[[], None], iters: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / iters
+
+
 def _events() -> tuple[torch.cuda.Event, torch.cuda.Event]:
     return (
         torch.cuda.Event(enable_timing=True),  # type: ignore[no-untyped-call]
@@ -302,6 +424,16 @@ def _time_graph(fn: Callable[[], None], warmup: int, iters: int, repeats: int) -
         torch.cuda.synchronize()
 
 
+@dataclass(frozen=True)
+class Side:
+    """The traffic beside a job on this rank (wire.Beside): its layout, this rank's place
+    in its group, the group."""
+
+    layout: Layout
+    rank: int
+    group: Group
+
+
 def run_collective(
     layout: Layout,
     rank: int,
@@ -309,18 +441,30 @@ def run_collective(
     timing: Timing,
     verify: bool,
     group: Group | None = None,
+    beside: Side | None = None,
 ) -> JobResult:
     """Time the collective as ``timing`` says, then run once more on fresh pattern data and
     compare every element with the exact expected result. With ``group``, ``layout`` is the
     group's and ``rank`` the rank in it; every group of the job runs at the same time (the
-    loop length is agreed over the whole world, so all groups make the same calls)."""
+    loop length is agreed over the whole world, so all groups make the same calls); with
+    ``beside``, its traffic runs at the same time, timed on its own."""
     modulus = pattern_modulus(layout.dtype, layout.nranks)
     buffers = Buffers(layout, device)
     buffers.fill(layout, rank, modulus)
     fn = operation(layout, buffers, rank, group)
     verify = verify and not (group is not None and group.chain)  # a chain is timed only
     cuda = device.type == "cuda"
-    timed = time_loops(fn, timing, cuda, device) if timing.iters else None
+    side_times: list[float] = []
+    if beside is not None and timing.iters:
+        theirs = Buffers(beside.layout, device)
+        theirs.fill(beside.layout, beside.rank, pattern_modulus(beside.layout.dtype,
+                                                                 beside.layout.nranks))  # fmt: skip
+        side = operation(beside.layout, theirs, beside.rank, beside.group)
+        timed: Timed | None
+        timed, side_times = time_beside(fn, side, timing, cuda, device)
+        del theirs, side
+    else:
+        timed = time_loops(fn, timing, cuda, device) if timing.iters else None
     checked, mismatches, first = 0, 0, None
     if verify:
         buffers.fill(layout, rank, modulus)
@@ -341,6 +485,7 @@ def run_collective(
         note=timed.note if timed else "",
         warmup=timed.warmup if timed else 0,
         iters=timed.iters if timed else 0,
+        beside_times_ms=tuple(side_times),
     )
 
 

@@ -136,22 +136,33 @@ class Rank:
 
     def collective(self, job: Job) -> JobResult:
         from ..collectives import Collective, layout
-        from .ops import Group, Timing, run_collective
+        from .ops import Group, Side, Timing, run_collective
 
         timing = Timing(job.warmup, job.iters, job.repeats, job.timing)
         if not job.groups:
             spec = layout(Collective(job.collective), job.nbytes, self.world_size, job.dtype)
             return run_collective(spec, self.rank, self.device, timing, job.verify)
-        made = self.process_groups(job.groups)
         mine = next((g for g in job.groups if self.rank in g), None)
+        beside_groups = job.beside.groups if job.beside else ()
+        theirs = next((g for g in beside_groups if self.rank in g), None)
+        if job.beside is not None and (mine is None or theirs is None):
+            raise ValueError(f"job {job.id}: traffic beside a job needs every rank in a group "
+                             f"of both (rank {self.rank} is not)")  # fmt: skip
+        made = self.process_groups(job.groups)
         if mine is None:  # a group measured alone: the others keep the loop count agreed
             from .ops import idle
 
             return idle(self.device, timing)
+        side = None
+        if job.beside is not None and theirs is not None:
+            spec = layout(Collective(job.beside.collective), job.beside.nbytes, len(theirs),
+                          job.dtype)  # fmt: skip
+            handle = self.process_groups(job.beside.groups)[theirs]
+            side = Side(spec, theirs.index(self.rank), Group(handle, theirs))
         group = Group(made[mine], mine, job.chain)
         spec = layout(Collective(job.collective), job.nbytes, len(mine), job.dtype)
         return run_collective(spec, mine.index(self.rank), self.device, timing, job.verify,
-                              group)  # fmt: skip
+                              group, side)  # fmt: skip
 
     def process_groups(self, groups: tuple[tuple[int, ...], ...]) -> dict[tuple[int, ...], Any]:
         """The process groups of a layout, made once: every rank makes every group, in the

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..collectives import Collective, layout
 from ..judge.measure import Measurement, from_results
 from ..launch.protocol import Launcher, PoolSpec, RankFailure, RankPool
-from ..launch.wire import Job, JobResult, RankHello
+from ..launch.wire import Beside, Job, JobResult, RankHello
 from ..runs import DEFAULT
 from ..settings import Settings
 from ..units import format_size
@@ -36,6 +36,7 @@ class Call:
     timing: str = "loop"  # rank/ops.py: "graph" or "loop" (CPU ranks use the host clock)
     groups: tuple[tuple[int, ...], ...] = ()  # a layout's groups, all at once (wire.Job)
     chain: bool = False  # the groups are pipelines
+    beside: Beside | None = None  # other groups' traffic at the same time (wire.Job)
 
 
 class PoolDown(Exception):
@@ -134,10 +135,14 @@ class Pools:
             size = layout(c.collective, c.nbytes, self.nranks, c.dtype).nbytes
         self._next_job += 1
         job = Job(self._next_job, c.collective.value, c.nbytes, c.dtype, c.warmup, c.iters,
-                  c.verify, c.purpose, c.repeats, c.timing, c.groups, c.chain)  # fmt: skip
+                  c.verify, c.purpose, c.repeats, c.timing, c.groups, c.chain,
+                  c.beside)  # fmt: skip
         what = f"{c.collective.value} {format_size(size)} {c.dtype}"
         if c.groups:
             what += f" on {len(c.groups)} groups at once"
+        if c.beside:
+            what += (f" beside {c.beside.collective} {format_size(c.beside.nbytes)} on "
+                     f"{len(c.beside.groups)} groups")  # fmt: skip
         try:
             results = pool.run(job, what)
         except RankFailure as exc:

@@ -44,6 +44,16 @@ class WorkloadCase:
     def chain(self) -> bool:
         return self.kind == "pp"
 
+    @property
+    def beside(self) -> tuple[Collective, list[tuple[int, ...]]] | None:
+        """The traffic that runs beside this case's, timed on its own: a DP case runs while
+        the TP groups all_reduce at the same size, as in a backward pass (tensor-parallel
+        all_reduce of activation gradients while data-parallel reduce_scatter of the
+        gradients of layers done); None: the groups of this kind run alone."""
+        if self.kind == "dp" and self.layout.tp > 1:
+            return Collective.ALL_REDUCE, self.layout.tp_groups()
+        return None
+
 
 def workload_cases(layouts: list[Layout], backend: str) -> list[WorkloadCase]:
     sizes = GPU_SIZES if backend == "nccl" else CPU_SIZES

@@ -43,6 +43,11 @@ class Layout:
         return f"tp{self.tp}pp{self.pp}dp{self.dp}"
 
     @property
+    def key(self) -> str:
+        """The name in a profile's ``workload.layouts`` (what ``--gpufabric-layout`` takes)."""
+        return f"{self.tp}x{self.pp}x{self.dp}"
+
+    @property
     def world(self) -> int:
         return self.tp * self.pp * self.dp
 
@@ -67,15 +72,22 @@ class Layout:
                 for d in range(self.dp) for t in range(self.tp)]  # fmt: skip
 
 
-def parse(text: str, world: int, where: str) -> Layout:
-    """``"2x4x1"`` (tp × pp × dp; ``×`` or ``*`` too) for ``world`` ranks; LayoutError naming
-    the value and ``where`` it came from otherwise."""
+def shape(text: str, where: str) -> tuple[int, int, int]:
+    """``"2x4x1"`` (tp × pp × dp; ``×`` or ``*`` too) as (tp, pp, dp); LayoutError naming the
+    value and ``where`` it came from otherwise."""
     found = _TEXT.match(text)
     if found is None:
         raise LayoutError(f"{where}: {text!r} is not a layout: give TPxPPxDP, e.g. 2x4x1")
     tp, pp, dp = (int(found[i]) for i in (1, 2, 3))
     if min(tp, pp, dp) < 1:
         raise LayoutError(f"{where}: {text!r}: every dimension must be at least 1")
+    return tp, pp, dp
+
+
+def parse(text: str, world: int, where: str) -> Layout:
+    """``"2x4x1"`` for ``world`` ranks; LayoutError naming the value and ``where`` it came
+    from otherwise."""
+    tp, pp, dp = shape(text, where)
     if tp * pp * dp != world:
         raise LayoutError(
             f"{where}: {text!r} places {tp * pp * dp} ranks (tp {tp} × pp {pp} × dp {dp}); "

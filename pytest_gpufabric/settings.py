@@ -139,7 +139,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "layout",
         "TPxPPxDP[,...]",
         "Parallel layouts for suites/test_workload.py (tensor × pipeline × data parallel, "
-        "Megatron's rank order), e.g. 2x4x1. Default: the seeds' layouts that fit the ranks",
+        "Megatron's rank order), e.g. 2x4x1. Default: the layouts the profile has workload floors "
+        "for, else the seeds' layouts that fit the ranks",
     ),
     OptionSpec(
         "html",

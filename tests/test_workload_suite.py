@@ -70,14 +70,14 @@ def test_a_group_below_its_floor_is_named_with_its_link_and_measured_alone(
 def test_per_layout_floors_of_the_profile_judge_their_groups(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    """Section workload: a group with a floor for its layout is judged against it (named
-    with its file and line), one without is judged against its fair share; a DP group runs
-    while the TP groups all_reduce, and says so."""
+    """Section workload: its layouts are the ones run (no --gpufabric-layout); a group with
+    a floor for its layout is judged against it (named with its file and line), one without
+    against its fair share; a DP group runs while the TP groups all_reduce, and says so."""
     report = tmp_path / "r.json"
     result = pytester.runpytest(
         str(SUITE), "-p", "no:cacheprovider", *PROFILES,
-        "--gpufabric-instance=cpu-gloo-4rank-layout", "--gpufabric-layout=2x1x2",
-        f"--gpufabric-json={report}", "--gpufabric-allow-uncertified",
+        "--gpufabric-instance=cpu-gloo-4rank-layout", f"--gpufabric-json={report}",
+        "--gpufabric-allow-uncertified",
     )  # fmt: skip
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
@@ -89,6 +89,10 @@ def test_per_layout_floors_of_the_profile_judge_their_groups(
     ])  # fmt: skip
     tests = {t["nodeid"].split("[")[1][:-1]: t["properties"]
              for t in json.loads(report.read_text())["tests"]}  # fmt: skip
+    assert sorted(tests) == [
+        "tp2pp1dp2-dp-all_gather-64KiB", "tp2pp1dp2-dp-reduce_scatter-64KiB",
+        "tp2pp1dp2-tp-all_gather-64KiB", "tp2pp1dp2-tp-all_reduce-64KiB",
+    ]  # fmt: skip
     rs = tests["tp2pp1dp2-dp-reduce_scatter-64KiB"]
     assert rs["threshold_from"].startswith("2e-06 GB/s per dp group of layout 2x1x2 from ")
     assert tests["tp2pp1dp2-dp-all_gather-64KiB"]["threshold_from"].startswith("fair share")

@@ -271,7 +271,7 @@ def workload_lines(
     if counts != {1}:
         lines.append(f"  nodes: {counts.pop()}")
     lines.append("  layouts:")
-    for layout in sorted({k[0] for k in samples}, key=lambda t: tuple(map(int, t.split("x")))):
+    for layout in dict.fromkeys(k[0] for k in samples):  # in the order the runs had them
         lines.append(f"    {layout}:")
         for kind in GROUP_KINDS:
             mine = {(c, n): v for (at, k, c, n), v in samples.items() if (at, k) == (layout, kind)}

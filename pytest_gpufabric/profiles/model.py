@@ -195,6 +195,12 @@ class WorkloadFloors:
     nodes: int = 1
     line: int = 0  # of the section
 
+    @property
+    def layouts(self) -> tuple[Shape, ...]:
+        """The layouts with floors, in the file's order (suites/test_workload.py runs them
+        when --gpufabric-layout is not given)."""
+        return tuple(dict.fromkeys(shape for shape, _ in self.floors))
+
     def floor_for(
         self, shape: Shape, kind: str, collective: Collective, nbytes: int
     ) -> Floor | None:

@@ -119,11 +119,18 @@ class FabricSession:
         return latency_cases(self.world.profile)
 
     def layouts(self) -> list[Layout]:
-        """The parallel layouts of suites/test_workload.py: the option's, else the seeds'
-        that fit this run's ranks; SettingError naming a value that does not fit."""
+        """The parallel layouts of suites/test_workload.py: the option's, else those the
+        profile has floors for (section workload) that fit this run's ranks, else the seeds'
+        that fit; SettingError naming a value that does not fit."""
         setting = self.settings.layout
+        profile, nranks = self.world.profile, self.world.nranks
         if setting.value is None:
-            return defaults(self.world.nranks)
+            section = profile.workload if profile is not None else None
+            shapes = section.layouts if profile is not None and section is not None else ()
+            name = profile.name if profile is not None else ""
+            measured = [Layout(tp, pp, dp, f"floors in profile {name}")
+                        for tp, pp, dp in shapes if tp * pp * dp == nranks]  # fmt: skip
+            return measured or defaults(nranks)
         where = f"--gpufabric-layout (from {setting.source})"
         try:
             return [parse(text, self.world.nranks, where) for text in setting.value.split(",")]

@@ -1,9 +1,8 @@
 """Each group of a workload case against its floor: the profile's for this layout (section
-``workload``, profiles/workload.py). A profile that has none judges a group against its
-fair share of the whole-world floor: the world's busbw divided
-among the groups that run at the same time (floor × group size / world size), said so in
-the message. A group below it is measured again alone, which tells contention (alone it is
-fast) from a slow group (alone it is slow too)."""
+``workload``, profiles/workload.py), else its fair share of the whole-world floor: the
+world's busbw divided among the groups that run at the same time (floor × group size /
+world size), said so in the message. A group below it is measured again alone, which tells
+contention (alone it is fast) from a slow group (alone it is slow too)."""
 
 from __future__ import annotations
 

@@ -452,6 +452,7 @@ class Fabric:
         if not results:
             self._skip(f"the {session.launcher.name} launcher returned no result")
         links = group_links(pool, (*groups, *(beside.groups if beside else ())), world.backend)
+        machines = session.launcher.rank_nodes()  # pods: the node under each
 
         def measure(collective: Collective, group: tuple[int, ...], mine: bool) -> GroupResult:
             replies = [results[r] for r in group]
@@ -459,7 +460,7 @@ class Fabric:
                 replies = [beside_result(r, collective, case.nbytes, len(group), call.dtype)
                            for r in replies]  # fmt: skip
             m = from_results(collective, call.dtype, call.warmup, call.iters, replies)
-            return GroupResult(group, m, where_of(pool, group), links[group])
+            return GroupResult(group, m, where_of(pool, group, machines), links[group])
 
         measured = [measure(case.collective, g, True) for g in groups]
         besides = [measure(side[0], g, False) for g in beside.groups] if side and beside else []
@@ -478,7 +479,7 @@ class Fabric:
             return from_results(case.collective, call.dtype, call.warmup, call.iters, mine)
 
         limit = limit_for(world.profile, case, world.nranks, world.nnodes)
-        wrong_place = misplaced(case.layout, [h.node for h in pool.hello])
+        wrong_place = misplaced(case.layout, [h.node for h in pool.hello], machines)
         self._settle(judge_groups(case, measured, limit, alone, wrong_place, besides),
                      session.test_context())  # fmt: skip
 

@@ -61,3 +61,16 @@ def test_tp_stays_inside_a_node_and_a_layout_that_crosses_is_named() -> None:
     (problem,) = misplaced(Layout(8, 1, 1), nodes)
     assert problem == ("tp group of ranks 0, 1, 2, 3, 4, 5, 6, 7 on a, b: tensor-parallel "
                        "traffic crosses nodes")  # fmt: skip
+
+
+def test_a_tp_group_across_pods_of_one_node_says_so() -> None:
+    """Seed 000's 4 pods × 1 GPU on one node: four NCCL nodes on one machine."""
+    pods, machines = ["pod-0", "pod-1", "pod-2", "pod-3"], ["ip-10-0-0-1"] * 4
+    (problem,) = misplaced(Layout(4, 1, 1), pods, machines)
+    assert problem == (
+        "tp group of ranks 0, 1, 2, 3 on pod-0, pod-1, pod-2, pod-3: tensor-parallel traffic "
+        "crosses pods of node ip-10-0-0-1 (each pod is its own NCCL node, so it leaves NVLink)"
+    )
+    two_nodes = ["ip-10-0-0-1"] * 2 + ["ip-10-0-0-2"] * 2
+    (problem,) = misplaced(Layout(4, 1, 1), pods, two_nodes)
+    assert problem.endswith(": tensor-parallel traffic crosses nodes")

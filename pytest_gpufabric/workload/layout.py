@@ -142,8 +142,22 @@ def place(layout: Layout, rank_nodes: Sequence[str]) -> list[Placed]:
             for kind, ranks in groups if len(ranks) > 1]  # fmt: skip
 
 
-def misplaced(layout: Layout, rank_nodes: Sequence[str]) -> list[str]:
-    """What Megatron would not do: a tensor-parallel group across nodes (its all_reduce then
-    leaves NVLink for the network on every layer)."""
-    return [f"{g.describe()}: tensor-parallel traffic crosses nodes"
-            for g in place(layout, rank_nodes) if g.kind == "tp" and g.crosses_nodes]  # fmt: skip
+def misplaced(
+    layout: Layout, rank_nodes: Sequence[str], machines: Sequence[str] | None = None
+) -> list[str]:
+    """What Megatron would not do: a tensor-parallel group across NCCL nodes (its all_reduce
+    then leaves NVLink for the network on every layer). ``machines``: the launcher's node of
+    each rank; NCCL nodes on one of them are pods of one node (seed 000's 4 pods × 1 GPU),
+    each its own NCCL node all the same."""
+    found = []
+    for group in place(layout, rank_nodes):
+        if group.kind != "tp" or not group.crosses_nodes:
+            continue
+        under = {machines[r] for r in group.ranks} if machines else set()
+        if len(under) == 1:
+            why = "each pod is its own NCCL node, so it leaves NVLink"
+            found.append(f"{group.describe()}: tensor-parallel traffic crosses pods of node "
+                         f"{under.pop()} ({why})")  # fmt: skip
+        else:
+            found.append(f"{group.describe()}: tensor-parallel traffic crosses nodes")
+    return found

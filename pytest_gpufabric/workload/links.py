@@ -12,9 +12,22 @@ from ..launch.protocol import RankPool
 Group = tuple[int, ...]
 
 
-def where_of(pool: RankPool, ranks: Group) -> str:
+def where_of(pool: RankPool, ranks: Group, machines: Sequence[str] | None = None) -> str:
+    """"GPUs 0, 1 on vm"; in pods, with the node each pod is on ("on pod-a, pod-b (node
+    n1)"), from ``machines``: the launcher's node of each rank (Launcher.rank_nodes)."""
     hello = {h.rank: h for h in pool.hello}
-    nodes = ", ".join(dict.fromkeys(hello[r].node or hello[r].host for r in ranks if r in hello))
+    names: dict[str, str] = {}  # NCCL node (in Kubernetes a pod's host name) -> its node
+    for r in ranks:
+        if r in hello:
+            name = hello[r].node or hello[r].host
+            names.setdefault(name, machines[r] if machines and r < len(machines) else name)
+    under = set(names.values())
+    if under == set(names):  # no pods: the nodes themselves
+        nodes = ", ".join(names)
+    elif len(under) == 1:  # pods of one node
+        nodes = f"{', '.join(names)} (node {under.pop()})"
+    else:
+        nodes = ", ".join(f"{name} (node {machine})" for name, machine in names.items())
     devices = [hello[r].local_rank for r in ranks if r in hello]
     if pool.spec.backend == "nccl" and None not in devices:
         return f"GPUs {', '.join(map(str, devices))} on {nodes}"

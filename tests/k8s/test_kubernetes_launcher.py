@@ -336,3 +336,42 @@ def _run_controller_pod(k8s: k.Cluster, namespace: str, template: Path, tmp_path
     assert facts["rank_nodes"] == "localhost,localhost"
     k8s.api.core.delete_namespaced_pod("controller", namespace, grace_period_seconds=0)
     assert k8s.wait_empty(namespace, 60) == []
+
+
+def test_workload_groups_in_pods_name_their_pods_and_node(
+    pytester: pytest.Pytester, k8s: k.Cluster, namespace: str, template: Path, tmp_path: Path
+) -> None:
+    """suites/test_workload.py with 4 gloo ranks in 2 pods of one node (2 NCCL nodes): TP 2 ×
+    DP 2 keeps each TP group in its pod and runs the DP groups across the pods while the TP
+    groups all_reduce; the profile's floors for 2 nodes (workload.nodes) judge them, and the
+    TP group below its floor is named with its pod and node. TP 4 spans both pods: said to
+    cross pods of one node, as seed 000's 4 pods × 1 GPU did."""
+    report = tmp_path / "r.json"
+    args = [a for a in k.gate_args(namespace, template, "--gpufabric-k8s-pods-per-node=2")
+            if not a.startswith(("--gpufabric-thresholds", "--gpufabric-instance"))]  # fmt: skip
+    profiles = k.REPO / "tests" / "data" / "profiles"
+    result = pytester.runpytest_subprocess(
+        str(k.SUITES / "test_workload.py"), *args, f"--gpufabric-thresholds={profiles / 'cpu'}",
+        f"--gpufabric-thresholds={profiles / 'cpu-workload'}",
+        "--gpufabric-instance=cpu-gloo-4rank-pods", f"--gpufabric-json={report}",
+        "--gpufabric-allow-uncertified", "-W", "always::pytest_gpufabric.GpufabricWarning",
+    )  # fmt: skip
+    result.assert_outcomes(passed=5, failed=1, warnings=2)
+    result.stdout.fnmatch_lines([
+        "all_gather 64KiB, 2 tensor-parallel groups at once: 2 of 2 groups below 1000 GB/s busbw",
+        "  tensor-parallel group of ranks 0, 1 (on gpufabric-*-node-0-0 (node localhost)) over "
+        "gloo over TCP: * GB/s *",
+        "  expected: 1000 GB/s per tp group of layout 2x1x2 from *cpu-gloo-4rank-pods.yaml:11 *",
+    ])  # fmt: skip
+    result.stdout.fnmatch_lines([
+        "*layout: tp group of ranks 0, 1, 2, 3 on gpufabric-*-node-0-0, gpufabric-*-node-1-0: "
+        "tensor-parallel traffic crosses pods of node localhost (each pod is its own NCCL "
+        "node, so it leaves NVLink)*",
+    ])  # fmt: skip
+    tests = {t["nodeid"].split("[")[1][:-1]: t["properties"]
+             for t in json.loads(report.read_text())["tests"]}  # fmt: skip
+    dp = tests["tp2pp1dp2-dp-reduce_scatter-64KiB"]
+    assert (dp["group0_ranks"], dp["beside0_ranks"], dp["beside1_ranks"]) == ("0,2", "0,1", "2,3")
+    assert dp["threshold_from"].startswith("1e-06 GB/s per dp group of layout 2x1x2 from ")
+    assert k8s.objects(namespace) == []
+    assert k.worker_processes() == []

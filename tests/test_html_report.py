@@ -190,3 +190,15 @@ def test_pytest_html_reports_carry_each_busbw_picture(
     html = page.read_text()
     assert html.count("gf-busbw") >= 20  # one per busbw test (escaped into pytest-html's data)
     assert "floor 271 GB/s" in html
+
+
+def test_the_groups_of_parallel_layouts_are_a_table_with_link_and_floor() -> None:
+    """Run M with P2P off: every group's row names its link and its busbw under its floor."""
+    run = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-workload-floors" / "p2p-off"
+    page = render(json.loads((run / "report.json").read_text()), run)
+    section = page[page.index("<section id=workload>"):]
+    section = section[: section.index("</section>")]
+    assert section.count("<tr>") == 1 + 10  # the head, one group per test on 2 GPUs
+    assert ("<td>tp2×pp1×dp1</td><td>tp</td><td>all_reduce 256MiB</td><td>0,1</td>"
+            "<td>SHM/direct/direct</td><td>28.8</td><td>272</td><td></td><td></td>"
+            "<td class='failed'>failed</td>") in section  # fmt: skip

@@ -73,11 +73,11 @@ def test_per_layout_floors_of_the_profile_judge_their_groups(
     """Section workload: its layouts are the ones run (no --gpufabric-layout); a group with
     a floor for its layout is judged against it (named with its file and line), one without
     against its fair share; a DP group runs while the TP groups all_reduce, and says so."""
-    report = tmp_path / "r.json"
+    report, html = tmp_path / "r.json", tmp_path / "r.html"
     result = pytester.runpytest(
         str(SUITE), "-p", "no:cacheprovider", *PROFILES,
         "--gpufabric-instance=cpu-gloo-4rank-layout", f"--gpufabric-json={report}",
-        "--gpufabric-allow-uncertified",
+        f"--gpufabric-html={html}", "--gpufabric-allow-uncertified",
     )  # fmt: skip
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
@@ -101,6 +101,10 @@ def test_per_layout_floors_of_the_profile_judge_their_groups(
     )  # fmt: skip
     assert rs["beside0_busbw_gbps"] > 0
     assert not any(k.startswith("beside") for k in tests["tp2pp1dp2-tp-all_reduce-64KiB"])
+    page = html.read_text()  # the HTML report's table: the DP rows say what ran beside them
+    assert page.count("<td>all_reduce on the TP groups, slowest ") == 4  # 2 DP cases × 2
+    alone = tests["tp2pp1dp2-tp-all_gather-64KiB"]["alone_0_1_gbps"]
+    assert f"<td>1000</td><td>{alone:.4g}</td>" in page
 
 
 def test_a_layout_that_does_not_fit_is_one_line(pytester: pytest.Pytester) -> None:

@@ -13,6 +13,7 @@ from ...evidence.recorded import nccl_tests_measurements
 from ...judge import properties as P
 from ...judge.measure import bandwidth
 from ...runs import DEFAULT
+from ...units import format_size
 
 DEFAULT_WARN_BAND_PCT = 5.0  # reports written before warn_band_pct was recorded
 COLUMNS = ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids")
@@ -219,3 +220,45 @@ def bundle_of(data: Mapping[str, Any], given: Path | None) -> Path | None:
         if value and Path(str(value)).is_dir():
             return Path(str(value))
     return None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One group of a workload test (suites/test_workload.py), as its properties have it."""
+
+    layout: str
+    kind: str  # tp, pp, dp
+    traffic: str  # "all_reduce 16MiB"
+    ranks: str
+    link: str
+    busbw: float
+    floor: float | None
+    alone: float | None  # measured again alone (below its floor)
+    beside: str  # the traffic beside it and its slowest group, or ""
+    outcome: str
+
+
+def workload_rows(tests: Sequence[Mapping[str, Any]]) -> list[GroupRow]:
+    rows = []
+    for test in tests:
+        p = test.get("properties") or {}
+        if "group_kind" not in p or "workload_collective" not in p:
+            continue
+        traffic = f"{p['workload_collective']} {format_size(int(p['workload_bytes']))}"
+        beside = ""
+        if "beside_collective" in p:
+            slowest = min(float(v) for k, v in p.items()
+                          if k.startswith("beside") and k.endswith("_busbw_gbps"))  # fmt: skip
+            beside = f"{p['beside_collective']} on the TP groups, slowest {slowest:.3g} GB/s"
+        number = 0
+        while f"group{number}_ranks" in p:
+            ranks = str(p[f"group{number}_ranks"])
+            alone = p.get(f"alone_{ranks.replace(',', '_')}_gbps")
+            rows.append(GroupRow(
+                str(p.get("layout", "")), str(p["group_kind"]), traffic, ranks,
+                str(p.get(f"group{number}_link", "")), float(p[f"group{number}_busbw_gbps"]),
+                float(p["threshold_gbps"]) if "threshold_gbps" in p else None,
+                None if alone is None else float(alone), beside, str(test.get("outcome", "")),
+            ))  # fmt: skip
+            number += 1
+    return rows

@@ -2,7 +2,8 @@
 artifact store or a laptop without network. Charts are drawn by uPlot (vendor/, MIT, 53 KB:
 small, offline, canvas, log axes), inlined with the data; no font, script or style is
 fetched from anywhere. Failures come first; then busbw and latency against size with floors
-and warn bands, the transport matrix of each host, host facts, and a fleet's nodes and pairs.
+and warn bands, the transport matrix of each host, host facts, the groups of parallel
+layouts, and a fleet's nodes and pairs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .data import (
     latency_charts,
     nccl_tests_curves,
     transport_matrices,
+    workload_rows,
 )
 
 FACTS = ("instance", "instance_reason", "profile_file", "launcher", "backend", "nranks",
@@ -67,6 +69,7 @@ def render(data: Mapping[str, Any], bundle: Path | None = None,
         _charts_section(charts),
         _matrices(matrices, no_matrix, tests),
         _hosts(tests),
+        _workload(tests),
         _fleet(data.get("fleet") or _fleet_from_record(tests)),
         _all_tests(tests),
     ]
@@ -195,6 +198,21 @@ def _hosts(tests: Sequence[Mapping[str, Any]]) -> str:
         + _table(["check", "outcome", "facts"], rows)
         + "</section>"
     )
+
+
+def _workload(tests: Sequence[Mapping[str, Any]]) -> str:
+    """Every group of the workload tests: its link, busbw against its floor, what ran
+    beside it and how it did alone."""
+    rows = [(r.layout, r.kind, r.traffic, r.ranks, r.link, f"{r.busbw:.4g}",
+             "" if r.floor is None else f"{r.floor:.4g}",
+             "" if r.alone is None else f"{r.alone:.4g}", r.beside, r.outcome)
+            for r in workload_rows(tests)]  # fmt: skip
+    if not rows:
+        return ""
+    head = ["layout", "group", "traffic", "ranks", "link", "busbw GB/s", "floor GB/s",
+            "alone GB/s", "beside it", "outcome"]  # fmt: skip
+    return ("<section id=workload><h2>Parallel layouts: each group (docs/workload.md)</h2>"
+            + _table(head, rows) + "</section>")  # fmt: skip
 
 
 def _fleet(fleet: Mapping[str, Any] | None) -> str:

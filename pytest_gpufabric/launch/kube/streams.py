@@ -141,14 +141,19 @@ class ExecRank:
             self._finish()
 
     def _drain(self) -> None:
-        out = self.client.read_channel(STDOUT, timeout=0)
+        """Pass on what update() has read, and only that. read_channel() would read more
+        frames itself when a channel is empty: a rank's result read while looking for
+        stderr then sat unread in the client until the socket had something new, which an
+        idle rank never sends (a 4 KB broadcast's result lost for good in CI)."""
+        channels = self.client._channels
+        out = channels.pop(STDOUT, None)
         if out:
             self._peer.sendall(out)
-        err = self.client.read_channel(STDERR, timeout=0)
+        err = channels.pop(STDERR, None)
         if err:
             self._out.write(err)
             self._out.flush()
-        status = self.client._channels.pop(ERROR, None)
+        status = channels.pop(ERROR, None)
         if status:
             self.code = exit_code(status)
             if self.code is None:

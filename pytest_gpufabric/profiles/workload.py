@@ -58,12 +58,12 @@ def parse_workload(
         if table is None:
             continue
         check.unknown_keys(table, GROUP_KINDS, f"{where}.")
+        sizes = dict(zip(GROUP_KINDS, tp_pp_dp, strict=True))  # both in tp, pp, dp order
         for kind in GROUP_KINDS:
-            size = dict(zip(("tp", "pp", "dp"), tp_pp_dp, strict=True))[kind]
             floors = check.mapping(table, kind, f"{where}.{kind}", required=False)
             if floors is None:
                 continue
-            if size < 2:
+            if sizes[kind] < 2:
                 check.problem(table.line_of(kind), f"{where}.{kind}",
                               f"this layout has no {kind} group ({kind} size 1)")  # fmt: skip
                 continue
@@ -79,11 +79,12 @@ def _floors(
     floors = []
     for cell in cells(check, table, where, "busbw floors"):
         value = cell.value
-        if cell.nbytes is None or isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or value <= 0:  # fmt: skip
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+                or cell.nbytes is None):  # fmt: skip
             check.problem(cell.line, cell.key,
                           f"busbw floor must be a number > 0 (GB/s), got {value!r}")  # fmt: skip
-        elif source is not None:
+            continue
+        if source is not None:
             floors.append(Floor(cell.collective, cell.nbytes, float(value), source, margin,
                                 check.path, cell.line, SECTION))  # fmt: skip
     return tuple(sorted(floors, key=lambda f: (ALL_COLLECTIVES.index(f.collective), f.nbytes)))

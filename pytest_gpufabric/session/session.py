@@ -125,12 +125,13 @@ class FabricSession:
         setting = self.settings.layout
         profile, nranks = self.world.profile, self.world.nranks
         if setting.value is None:
-            section = profile.workload if profile is not None else None
-            shapes = section.layouts if profile is not None and section is not None else ()
-            name = profile.name if profile is not None else ""
-            measured = [Layout(tp, pp, dp, f"floors in profile {name}")
-                        for tp, pp, dp in shapes if tp * pp * dp == nranks]  # fmt: skip
-            return measured or defaults(nranks)
+            if profile is not None and profile.workload is not None:
+                measured = [Layout(tp, pp, dp, f"floors in profile {profile.name}")
+                            for tp, pp, dp in profile.workload.layouts
+                            if tp * pp * dp == nranks]  # fmt: skip
+                if measured:
+                    return measured
+            return defaults(nranks)
         where = f"--gpufabric-layout (from {setting.source})"
         try:
             return [parse(text, self.world.nranks, where) for text in setting.value.split(",")]

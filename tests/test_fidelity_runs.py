@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 K = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-K"
 LAB2 = REPO / "validation" / "profiles-lab2"
+AS_IT_WAS = REPO / "tests" / "data" / "profiles" / "lab2-run-k"  # the lab profile of run K
 
 
 def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
@@ -20,18 +21,19 @@ def test_a_healthy_run_is_certified_by_the_floors_and_ceilings_derived_from_it(
     result = pytester.runpytest(
         str(REPO / "suites"), "-p", "no:cacheprovider", "-rs",
         f"--gpufabric-replay={K / 'healthy1'}", f"--gpufabric-thresholds={LAB2}",
-        "--gpufabric-instance=h200-2gpu-lab", f"--gpufabric-metrics={metrics}",
+        f"--gpufabric-thresholds={AS_IT_WAS}", "--gpufabric-instance=h200-2gpu-lab-k",
+        f"--gpufabric-metrics={metrics}",
     )  # fmt: skip
     result.stdout.fnmatch_lines(
         [
-            "CERTIFIED: every check and floor that profile h200-2gpu-lab asks for was judged and "
+            "CERTIFIED: every check and floor that profile h200-2gpu-lab-k asks for was judged and "
             "passed (97 tests)"
         ]
     )
     assert result.ret == 0
     result.assert_outcomes(passed=97, skipped=20)
     prom = metrics.read_text()  # Prometheus text format, for node-exporter's textfile collector
-    assert 'gpufabric_certified{instance="h200-2gpu-lab",node="vm"} 1\n' in prom
+    assert 'gpufabric_certified{instance="h200-2gpu-lab-k",node="vm"} 1\n' in prom
     assert 'gpufabric_busbw_gbps{collective="all_reduce",bytes="1073741824",run="default"} ' in prom
     assert 'gpufabric_latency_us{collective="all_reduce",bytes="8"} 18.4' in prom
     assert re.search(r"gpufabric_run_timestamp_seconds\{[^}]*\} \d{10}\.", prom)  # full time

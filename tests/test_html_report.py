@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 K = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-K"
 FLEET = REPO / "tests" / "data" / "runs" / "2026-11-30-h200x2-fleet"
 LAB2 = REPO / "validation" / "profiles-lab2"
+LAB2_K = REPO / "tests" / "data" / "profiles" / "lab2-run-k"  # the lab profile of run K
 PAGE_FACTS = """JSON.stringify({
   charts: document.querySelectorAll('.uplot canvas').length,
   titles: Array.from(document.querySelectorAll('.chart')).map(c => c.dataset.title),
@@ -63,8 +64,8 @@ def test_a_healthy_run_shows_its_curves_against_the_floors_and_its_transports(
     page = tmp_path / "report.html"
     result = pytester.runpytest(
         str(REPO / "suites"), "-p", "no:cacheprovider", f"--gpufabric-replay={K / 'healthy1'}",
-        f"--gpufabric-thresholds={LAB2}", "--gpufabric-instance=h200-2gpu-lab",
-        f"--gpufabric-html={page}",
+        f"--gpufabric-thresholds={LAB2}", f"--gpufabric-thresholds={LAB2_K}",
+        "--gpufabric-instance=h200-2gpu-lab-k", f"--gpufabric-html={page}",
     )  # fmt: skip
     assert result.ret == 0
     seen = _look(browser, page)

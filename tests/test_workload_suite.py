@@ -80,6 +80,9 @@ def test_per_layout_floors_of_the_profile_judge_their_groups(
         f"--gpufabric-html={html}", "--gpufabric-allow-uncertified",
     )  # fmt: skip
     result.assert_outcomes(passed=3, failed=1)
+    failed = "suites/test_workload.py::test_workload[tp2pp1dp2-tp-all_gather-64KiB]"
+    certification = json.loads(report.read_text())["certification"]
+    assert [f[-len(failed):] for f in certification["failed"]] == [failed]  # it counts
     result.stdout.fnmatch_lines([
         "all_gather 64KiB, 2 tensor-parallel groups at once: 2 of 2 groups below 1000 GB/s busbw",
         "  expected: 1000 GB/s per tp group of layout 2x1x2 from *cpu-gloo-4rank-layout.yaml:10 "

@@ -78,12 +78,16 @@ def certify(
     outcomes: Iterable[Outcome],
     failed_elsewhere: Sequence[str] = (),
 ) -> Certification:
-    """``outcomes``: every test that claimed a demand; ``failed_elsewhere``: other failed
-    tests of the session (a failure anywhere keeps the run from being certified)."""
+    """``outcomes``: every test that claimed a check (a demand's or not); ``failed_elsewhere``:
+    other failed tests of the session. A failure anywhere keeps the run from being
+    certified, the failure of a check the profile does not ask for too."""
     by_key: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         by_key.setdefault(outcome.key, []).append(outcome)
+    asked = {demand.key for demand in demands}
     failed = list(failed_elsewhere)
+    failed += [o.nodeid for key, seen in by_key.items() if key not in asked
+               for o in seen if o.outcome == "failed"]  # fmt: skip
     not_judged: list[tuple[str, str]] = []
     judged = 0
     for demand in demands:

@@ -29,6 +29,7 @@ from ..runs import DEFAULT, INTER_NODE, ISOLATION_RUNS, SPLIT
 from ..settings import SettingError, Settings
 from ..units import format_size
 from ..workload.cases import WorkloadCase, workload_cases
+from ..workload.judge import layout_floor
 from ..workload.layout import Layout, LayoutError, defaults, parse
 from .cases import (
     BandwidthCase,
@@ -380,6 +381,15 @@ class FabricSession:
             for case in self.latency_cases()
             if case.ceiling is not None
         ]
+        for group in self.workload_cases():  # the layouts' groups the profile has floors for
+            floor = layout_floor(profile, group, self.world.nnodes)
+            if floor is not None:
+                demands.append(Demand(
+                    f"workload/{group.id}",
+                    f"busbw of each {group.kind} group of layout {group.layout.key} in "
+                    f"{group.collective.value} {format_size(group.nbytes)} >= "
+                    f"{floor.busbw_gbps:g} GB/s (workload, {floor.where})",
+                ))  # fmt: skip
         for run in ISOLATION_RUNS:
             if profile.runs.get(run) is not None:
                 demands.append(Demand(f"isolation/{run}", f"the path of the {run} run"))

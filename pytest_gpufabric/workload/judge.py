@@ -44,25 +44,30 @@ def beside_result(
     )  # fmt: skip
 
 
+def layout_floor(profile: Profile | None, case: WorkloadCase, nodes: int) -> Floor | None:
+    """The profile's floor for this case's groups (section ``workload``, for runs over as
+    many nodes), or None."""
+    section = profile.workload if profile is not None else None
+    if section is None or section.nodes != nodes:
+        return None
+    layout = case.layout
+    return section.floor_for((layout.tp, layout.pp, layout.dp), case.kind, case.collective,
+                             case.nbytes)  # fmt: skip
+
+
 def limit_for(
     profile: Profile | None, case: WorkloadCase, world: int, nodes: int
 ) -> tuple[float, str] | None:
     """(floor for one group, where it comes from): the profile's floor for this layout's
-    groups (section ``workload``, for runs over as many nodes), else the fair share of the
-    whole-world floor; None without either."""
-    section = profile.workload if profile is not None else None
-    if profile is not None and section is not None and section.nodes == nodes:
-        layout = case.layout
-        floor = section.floor_for((layout.tp, layout.pp, layout.dp), case.kind, case.collective,
-                                  case.nbytes)  # fmt: skip
-        if floor is not None:
-            how = (
-                f"{floor.busbw_gbps:g} GB/s per {case.kind} group of layout {layout.key} "
-                f"from {floor.where} (profile {profile.name})\n  source: {floor.source}"
-            )
-            return floor.busbw_gbps, how + (f"\n  margin policy: {floor.margin}"
-                                            if floor.margin else "")  # fmt: skip
-    return fair_share(profile, case, world, nodes)
+    groups, else the fair share of the whole-world floor; None without either."""
+    floor = layout_floor(profile, case, nodes)
+    if profile is None or floor is None:
+        return fair_share(profile, case, world, nodes)
+    how = (
+        f"{floor.busbw_gbps:g} GB/s per {case.kind} group of layout {case.layout.key} from "
+        f"{floor.where} (profile {profile.name})\n  source: {floor.source}"
+    )
+    return floor.busbw_gbps, how + (f"\n  margin policy: {floor.margin}" if floor.margin else "")
 
 
 def fair_share(

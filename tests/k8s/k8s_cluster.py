@@ -122,6 +122,17 @@ def worker_processes() -> list[int]:
     return found
 
 
+def workers_left(timeout_s: float = 30) -> list[int]:
+    """Rank processes still alive after up to ``timeout_s``. A pod's object is gone once
+    its kubelet has seen the container's first process exit; the kernel then kills the rest
+    of the pod's processes (the exec'd ranks) on its own time, which a loaded 2-core
+    machine stretches. A rank that lives on past this is a leak."""
+    deadline = time.monotonic() + timeout_s
+    while (left := worker_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 def render_template(directory: Path) -> Path:
     """The tests' pod template with this checkout's and the pod venv's paths filled in."""
     text = TEMPLATE.read_text().replace("${VENV}", str(VENV)).replace("${REPO}", str(REPO))

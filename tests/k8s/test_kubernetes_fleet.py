@@ -125,7 +125,7 @@ def test_a_fleet_run_over_every_node_names_the_bad_ones(
     assert [n for n, m in marks.items() if m[1]] == ["node3", "node4"]  # tainted NoSchedule
     assert "failed its own gate" in marks["node3"][2]
     assert k8s.wait_empty(namespace, 60) == []
-    assert k.worker_processes() == []
+    assert k.workers_left() == []
 
 
 def _marks(k8s: k.Cluster) -> dict[str, tuple[str | None, bool, str]]:
@@ -170,7 +170,7 @@ def test_a_frozen_rank_is_named_with_its_pod_and_node_and_nothing_is_left(
         "localhost": ("passed", False), "node2": ("passed", False), "node3": ("passed", False),
         "node4": ("bad", True)}  # fmt: skip
     assert k8s.wait_empty(namespace, 60) == []
-    assert k.worker_processes() == []
+    assert k.workers_left() == []
 
 
 def test_idle_nodes_only_leaves_out_a_node_whose_gpus_are_in_use(

@@ -147,18 +147,20 @@ def test_floors_bad_input_is_one_line_naming_it(
 
 K = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-K"
 M = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-workload-floors"
+G = Path(__file__).parent / "data" / "runs" / "2026-11-30-h200x2-workload-gate"
 LAB2 = Path(__file__).parent.parent / "validation" / "profiles-lab2" / "h200-2gpu-lab.yaml"
 
 
 def test_the_2gpu_lab_overlay_is_what_its_three_runs_give(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Floors, latency ceilings, per-layout workload floors (run M) and the overlay's form
+    """Floors, latency ceilings, per-layout workload floors (runs K, M, N) and the overlay's form
     (another GPU count than its parent: gpu.count set, the parent's other sections removed)
     from the tool, as committed."""
     argv = [
         *(str(K / f"healthy{i}" / "report.json") for i in (1, 2, 3)),
         *(str(M / f"healthy{i}.report.json") for i in (1, 2, 3)),
+        *(str(G / f"{run}.report.json") for run in ("smoke", "full1", "full2", "full3")),
         "--name", "h200-2gpu-lab", "--extends", "hgx-h200-4gpu",
         "--host-label", "nvidia-h200-x2 (2×H200 NVSwitch VM)",
         "--section", "intra_node", "--section", "network_only", "--section", "nvlink_only",
@@ -170,9 +172,11 @@ def test_the_2gpu_lab_overlay_is_what_its_three_runs_give(
     assert capsys.readouterr().out == "name: " + body
     assert "gpu: {count: 2}\n" in body
     assert "  inter_node: null  # hgx-h200-4gpu's are for 4 GPUs\n" in body
-    assert "    all_reduce: {8B: 28, 1KiB: 30, 64KiB: 27}\n" in body  # 1.5 × the slowest run
-    # TP all_reduce 16 MiB: the slowest group of the lowest of 3 runs (219.3) × 0.8
-    assert "      tp: {all_reduce: {16MiB: 175, 256MiB: 272}," in body
+    assert "    all_reduce: {8B: 29, 1KiB: 32, 64KiB: 34}\n" in body  # 1.5 × the slowest run
+    # TP all_reduce 16 MiB: the slowest group of the lowest of 7 runs (219.3) × 0.8; pipeline
+    # sendrecv 16 MiB: 140.8 in the gate on one lent machine, 186–209 on the others
+    assert "      tp: {all_reduce: {16MiB: 175, 256MiB: 271}," in body
+    assert "      pp: {sendrecv: {16MiB: 112, 64MiB: 211}}" in body
 
 
 def test_section_margins_must_name_a_section(capsys: pytest.CaptureFixture[str]) -> None:

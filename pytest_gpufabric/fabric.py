@@ -445,7 +445,7 @@ class Fabric:
         pool = self.pool()
         groups = tuple(case.groups)
         timed = self._timed(case.collective, case.nbytes)
-        side = case.beside
+        side = case.beside  # (collective, its groups) or None
         beside = Beside(side[0].value, case.nbytes, tuple(side[1])) if side else None
         call = dataclasses.replace(timed, groups=groups, chain=case.chain, beside=beside)
         results = self._guard(lambda: session.run_results(pool, call, requester=self.item.nodeid))
@@ -463,7 +463,7 @@ class Fabric:
             return GroupResult(group, m, where_of(pool, group, machines), links[group])
 
         measured = [measure(case.collective, g, True) for g in groups]
-        besides = [measure(side[0], g, False) for g in beside.groups] if side and beside else []
+        besides = [measure(side[0], g, False) for g in side[1]] if side else []
 
         def alone(group: GroupResult) -> Measurement | None:
             solo = dataclasses.replace(call, groups=(group.ranks,), beside=None)

@@ -31,6 +31,7 @@ from ..judge import properties
 from ..launch.protocol import POOL_FILE, POOL_SCHEMA
 from ..report.schema import SCHEMA_PREFIX, report_problem, run_facts
 from ..runs import DEFAULT
+from ..workload import properties as workload_properties
 from . import host_captures
 from .host import HOST_SCHEMA, HostFacts
 from .host import from_json as host_from_json
@@ -364,29 +365,16 @@ def _json(run: RecordedRun, path: Path, data: dict[str, Any]) -> str | None:
 
 def _group_jobs(run: RecordedRun, props: dict[str, Any]) -> None:
     """A workload test's groups (all at once) and the groups measured alone, if any."""
-    if "workload_collective" not in props or "workload_bytes" not in props:
-        return
-    collective, nbytes = str(props["workload_collective"]), int(str(props["workload_bytes"]))
-    groups: dict[tuple[int, ...], tuple[float, int]] = {}
-    number = 0
-    while f"group{number}_ranks" in props:
-        ranks = tuple(int(r) for r in str(props[f"group{number}_ranks"]).split(","))
-        time_ms = props.get(f"group{number}_time_ms")
-        if time_ms is None:
-            return  # a report from before times were kept: nothing to replay
-        wrong = int(str(props.get(f"group{number}_mismatches", 0)))
-        groups[ranks] = (float(str(time_ms)), wrong)
-        alone = props.get(f"alone_{'_'.join(map(str, ranks))}_time_ms")
-        if alone is not None:
-            record = GroupRecord({ranks: (float(str(alone)), 0)})
-            run.group_jobs.setdefault((collective, nbytes, (ranks,)), []).append(record)
-        number += 1
-    beside: dict[tuple[int, ...], float] = {}
-    number = 0
-    while f"beside{number}_ranks" in props and f"beside{number}_time_ms" in props:
-        ranks = tuple(int(r) for r in str(props[f"beside{number}_ranks"]).split(","))
-        beside[ranks] = float(str(props[f"beside{number}_time_ms"]))
-        number += 1
+    test = workload_properties.read(props)
+    if test is None or any(g.time_ms is None for g in test.groups):
+        return  # not a workload test, or a report from before times were kept
+    collective, nbytes = test.collective, test.nbytes
+    for group in test.groups:
+        if group.alone_ms is not None:
+            record = GroupRecord({group.ranks: (group.alone_ms, 0)})
+            run.group_jobs.setdefault((collective, nbytes, (group.ranks,)), []).append(record)
+    groups = {g.ranks: (g.time_ms or 0.0, g.mismatches) for g in test.groups}
+    beside = {g.ranks: g.time_ms for g in test.beside if g.time_ms is not None}
     key = (collective, nbytes, tuple(groups))
     run.group_jobs.setdefault(key, []).append(GroupRecord(groups, beside))
 

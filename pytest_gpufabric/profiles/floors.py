@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from ..judge import properties
 from ..report.schema import report_problem, run_facts
 from ..runs import DEFAULT, INTER_NODE, INTRA_NODE, KINDS, NETWORK_ONLY, RUN_KINDS
 from ..units import format_size, parse_size
+from ..workload import properties as workload_properties
 from .catalogue import load_catalogue
 from .keys import GROUP_KINDS
 from .workload import SECTION as WORKLOAD
@@ -216,7 +216,6 @@ def latency_lines(reports: Sequence[dict[str, Any]], host_label: str | None) -> 
     return lines
 
 
-_LAYOUT_NAME = re.compile(r"^tp(\d+)×pp(\d+)×dp(\d+)$")  # workload/layout.py Layout.name
 WorkloadSamples = dict[tuple[str, str, Collective, int], list[float]]
 
 
@@ -226,20 +225,15 @@ def collect_workload(reports: Iterable[Mapping[str, Any]]) -> WorkloadSamples:
     samples: WorkloadSamples = {}
     for report in reports:
         for test in report.get("tests", []):
-            found = test.get("properties", {})
-            shape = _LAYOUT_NAME.match(str(found.get("layout", "")))
-            if shape is None or found.get("group_kind") not in GROUP_KINDS:
+            found = workload_properties.read(test.get("properties", {}))
+            if found is None or found.shape is None or found.kind not in GROUP_KINDS:
                 continue
             if test.get("outcome") == "error":  # measured but not judged (no floor) counts
                 continue
-            groups = [found[f"group{n}_busbw_gbps"] for n in range(int(found.get("groups", 0)))
-                      if f"group{n}_busbw_gbps" in found]  # fmt: skip
-            if not groups:
-                continue
-            collective = Collective(found["workload_collective"])
-            key = ("x".join(shape.groups()), str(found["group_kind"]), collective,
-                   int(found["workload_bytes"]))  # fmt: skip
-            samples.setdefault(key, []).append(min(float(g) for g in groups))
+            busbw = [g.busbw_gbps for g in found.groups if g.busbw_gbps is not None]
+            if busbw:
+                key = (found.shape, found.kind, Collective(found.collective), found.nbytes)
+                samples.setdefault(key, []).append(min(busbw))
     return samples
 
 
@@ -259,7 +253,7 @@ def workload_lines(
     run = run_facts(reports[0])
     env = next((e for r in reports if (e := run_facts(r).get("nccl_env"))), None)
     props = next(t["properties"] for r in reports for t in r.get("tests", [])
-                 if "group_kind" in t.get("properties", {}))  # fmt: skip
+                 if workload_properties.read(t.get("properties", {})))  # fmt: skip
     date = reports[0].get("started", time.strftime("%Y-%m-%d"))[:10]
     source = (
         f"{_measured_on(run, host_label)}, {env or 'NCCL environment not recorded'}) on {date} "

@@ -235,16 +235,15 @@ def _budget(
     """(warm-up calls still to make, calls per loop): two warm-up calls, the second timed
     (the first may connect), the slowest rank's time agreed by an all_reduce (every rank
     must make the same number of calls)."""
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    slowest = torch.tensor([time.perf_counter() - t0], dtype=torch.float32, device=device)
+    slowest = torch.tensor([_probe(fn, cuda)], dtype=torch.float32, device=device)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    fit = max(1, int(LOOP_BUDGET_S / max(float(slowest.item()), 1e-9)))
+    return _fit(float(slowest.item()), warmup, iters)
+
+
+def _fit(seconds: float, warmup: int, iters: int) -> tuple[int, int]:
+    """(warm-up calls still to make, calls per loop) for calls of ``seconds`` each: loops
+    within LOOP_BUDGET_S, the two probe calls counted as warm-up."""
+    fit = max(1, int(LOOP_BUDGET_S / max(seconds, 1e-9)))
     return max(min(warmup, fit) - 2, 0), max(min(iters, fit), 1)
 
 
@@ -267,10 +266,8 @@ def time_beside(
     slowest = torch.tensor(alone, dtype=torch.float32, device=device)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
     t_fn, t_side = (max(float(t), 1e-9) for t in slowest.tolist())
-    fit = max(1, int(LOOP_BUDGET_S / t_fn))
-    iters = max(min(timing.iters, fit), 1)
+    warmup, iters = _fit(t_fn, timing.warmup, timing.iters)
     side_iters = max(1, round(iters * t_fn / t_side))
-    warmup = max(min(timing.warmup, fit) - 2, 0)
     for call in (fn, side):
         for _ in range(warmup):
             call()

@@ -17,11 +17,8 @@ from ..launch.wire import JobResult
 from ..profiles.model import Floor, Profile
 from ..runs import main_kind
 from ..units import format_size
+from . import properties as P
 from .cases import KIND_NAMES, WorkloadCase
-
-# The properties a replay reads back (evidence/recorded.py): which job, and each group's time.
-COLLECTIVE, BYTES = "workload_collective", "workload_bytes"
-BESIDE = "beside_collective"  # and beside<N>_ranks / _time_ms / _busbw_gbps: the traffic beside
 
 
 @dataclass(frozen=True)
@@ -123,26 +120,26 @@ def _judge(
     beside: Sequence[GroupResult],
 ) -> Judgement:
     kind = KIND_NAMES[case.kind]
-    props: list[Property] = [("layout", case.layout.name), ("group_kind", case.kind),
-                             ("groups", len(results)), (COLLECTIVE, case.collective.value),
-                             (BYTES, case.nbytes)]  # fmt: skip
+    props: list[Property] = [(P.LAYOUT, case.layout.name), (P.KIND, case.kind),
+                             (P.GROUPS, len(results)), (P.COLLECTIVE, case.collective.value),
+                             (P.BYTES, case.nbytes)]  # fmt: skip
     for number, group in enumerate(results):
-        props += [(f"group{number}_ranks", ",".join(map(str, group.ranks))),
-                  (f"group{number}_time_ms", group.measured.time_ms),
-                  (f"group{number}_mismatches", group.measured.mismatches),
-                  (f"group{number}_busbw_gbps", float(f"{group.measured.busbw_gbps:.4g}")),
-                  (f"group{number}_link", group.link)]  # fmt: skip
+        props += [(P.group_key(number, "ranks"), ",".join(map(str, group.ranks))),
+                  (P.group_key(number, "time_ms"), group.measured.time_ms),
+                  (P.group_key(number, "mismatches"), group.measured.mismatches),
+                  (P.group_key(number, "busbw_gbps"), float(f"{group.measured.busbw_gbps:.4g}")),
+                  (P.group_key(number, "link"), group.link)]  # fmt: skip
     first = results[0].measured if results else None
     if first is not None and first.rank_median_ms:  # how it was timed (the floors tool says)
         props += [("timing", first.method or "loop"), ("iters", first.iters),
                   ("repeats", first.repeats or 1)]  # fmt: skip
     if beside:
-        props.append((BESIDE, beside[0].measured.collective.value))
+        props.append((P.BESIDE, beside[0].measured.collective.value))
     for number, group in enumerate(beside):
         busbw = float(f"{group.measured.busbw_gbps:.4g}")
-        props += [(f"beside{number}_ranks", ",".join(map(str, group.ranks))),
-                  (f"beside{number}_time_ms", group.measured.time_ms),
-                  (f"beside{number}_busbw_gbps", busbw)]  # fmt: skip
+        props += [(P.group_key(number, "ranks", "beside"), ",".join(map(str, group.ranks))),
+                  (P.group_key(number, "time_ms", "beside"), group.measured.time_ms),
+                  (P.group_key(number, "busbw_gbps", "beside"), busbw)]  # fmt: skip
     wrong = [g for g in results if g.measured.mismatches]
     if wrong:
         return failed("\n".join(
@@ -162,7 +159,7 @@ def _judge(
                          "it (none for this layout, no whole-world floor at this size for this "
                          "many nodes)", props)  # fmt: skip
     floor, how = limit
-    props += [("threshold_gbps", float(f"{floor:.4g}")), ("threshold_from", how.splitlines()[0])]
+    props += [(P.THRESHOLD, float(f"{floor:.4g}")), ("threshold_from", how.splitlines()[0])]
     slow = [g for g in results if g.measured.busbw_gbps < floor]
     if not slow:
         slowest = min(g.measured.busbw_gbps for g in results)
@@ -184,9 +181,8 @@ def _judge(
                 else "the group itself is slow: alone it is below the floor too"
             )
             lines.append(f"    alone: {solo.busbw_gbps:.3g} GB/s busbw: {verdict}")
-            alone_key = f"alone_{'_'.join(map(str, group.ranks))}"
-            props += [(f"{alone_key}_gbps", float(f"{solo.busbw_gbps:.4g}")),
-                      (f"{alone_key}_time_ms", solo.time_ms)]  # fmt: skip
+            props += [(P.alone_key(group.ranks, "gbps"), float(f"{solo.busbw_gbps:.4g}")),
+                      (P.alone_key(group.ranks, "time_ms"), solo.time_ms)]  # fmt: skip
     lines.append(f"  expected: {how}")
     return failed("\n".join(lines), props)
 

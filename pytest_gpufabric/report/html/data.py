@@ -14,6 +14,7 @@ from ...judge import properties as P
 from ...judge.measure import bandwidth
 from ...runs import DEFAULT
 from ...units import format_size
+from ...workload import properties as workload_properties
 
 DEFAULT_WARN_BAND_PCT = 5.0  # reports written before warn_band_pct was recorded
 COLUMNS = ("sizes", "median", "repeats", "limit", "warn", "outcomes", "nodeids")
@@ -241,24 +242,16 @@ class GroupRow:
 def workload_rows(tests: Sequence[Mapping[str, Any]]) -> list[GroupRow]:
     rows = []
     for test in tests:
-        p = test.get("properties") or {}
-        if "group_kind" not in p or "workload_collective" not in p:
+        found = workload_properties.read(test.get("properties") or {})
+        if found is None:
             continue
-        traffic = f"{p['workload_collective']} {format_size(int(p['workload_bytes']))}"
+        traffic = f"{found.collective} {format_size(found.nbytes)}"
         beside = ""
-        if "beside_collective" in p:
-            slowest = min(float(v) for k, v in p.items()
-                          if k.startswith("beside") and k.endswith("_busbw_gbps"))  # fmt: skip
-            beside = f"{p['beside_collective']} on the TP groups, slowest {slowest:.3g} GB/s"
-        number = 0
-        while f"group{number}_ranks" in p:
-            ranks = str(p[f"group{number}_ranks"])
-            alone = p.get(f"alone_{ranks.replace(',', '_')}_gbps")
-            rows.append(GroupRow(
-                str(p.get("layout", "")), str(p["group_kind"]), traffic, ranks,
-                str(p.get(f"group{number}_link", "")), float(p[f"group{number}_busbw_gbps"]),
-                float(p["threshold_gbps"]) if "threshold_gbps" in p else None,
-                None if alone is None else float(alone), beside, str(test.get("outcome", "")),
-            ))  # fmt: skip
-            number += 1
+        if found.beside_collective:
+            slowest = min(g.busbw_gbps for g in found.beside if g.busbw_gbps is not None)
+            beside = f"{found.beside_collective} on the TP groups, slowest {slowest:.3g} GB/s"
+        rows += [GroupRow(found.layout, found.kind, traffic, ",".join(map(str, g.ranks)), g.link,
+                          g.busbw_gbps or 0.0, found.threshold_gbps, g.alone_gbps, beside,
+                          str(test.get("outcome", "")))
+                 for g in found.groups]  # fmt: skip
     return rows
